@@ -1,0 +1,3 @@
+fn main() {
+    println!("berth {}", env!("CARGO_PKG_VERSION"));
+}

@@ -1,0 +1,1 @@
+//! End-to-end harness: a real `berth serve`, a real registry, the CRI client.
