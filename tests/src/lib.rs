@@ -192,3 +192,31 @@ pub fn berth(args: &[&str]) -> Result<(bool, String, String)> {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     ))
 }
+
+/// A real registry on a loopback port holding `library/busybox:latest`, built from the host's busybox-static.
+pub struct BusyboxRegistry {
+    pub registry: berth_testkit::Registry,
+    pub image: berth_testkit::Image,
+    /// The manifest digest the registry stores the image under.
+    pub digest: String,
+    /// `127.0.0.1:PORT/library/busybox:latest`
+    pub reference: String,
+}
+
+impl BusyboxRegistry {
+    pub fn start() -> Result<BusyboxRegistry> {
+        let registry = berth_testkit::Registry::start()
+            .map_err(|e| anyhow::anyhow!("starting registry: {e}"))?;
+        let image = berth_testkit::busybox();
+        let digest = berth_testkit::Pusher::new(&registry)
+            .push_image("library/busybox", "latest", &image)
+            .map_err(|e| anyhow::anyhow!("pushing busybox: {e}"))?;
+        let reference = format!("{}/library/busybox:latest", registry.host());
+        Ok(BusyboxRegistry {
+            registry,
+            image,
+            digest,
+            reference,
+        })
+    }
+}

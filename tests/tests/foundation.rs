@@ -324,3 +324,43 @@ async fn an_older_cri_client_still_speaks_to_berth() {
         .into_inner();
     assert_eq!(s.status.unwrap().conditions.len(), 2);
 }
+
+#[test]
+fn the_harness_registry_serves_a_multi_layer_busybox_image() {
+    let fixture = berth_tests::BusyboxRegistry::start().unwrap();
+    assert!(
+        fixture.image.layers.len() >= 2,
+        "busybox image should have at least two layers"
+    );
+    let url = format!(
+        "{}/v2/library/busybox/manifests/latest",
+        fixture.registry.url()
+    );
+    let body = ureq::get(&url)
+        .set("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert_eq!(
+        berth_testkit::sha256_digest(body.as_bytes()),
+        fixture.digest
+    );
+    let manifest: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        manifest["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert_eq!(
+        manifest["layers"].as_array().unwrap().len(),
+        fixture.image.layers.len()
+    );
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+    let blob = ureq::get(&format!(
+        "{}/v2/library/busybox/blobs/{layer}",
+        fixture.registry.url()
+    ))
+    .call()
+    .unwrap();
+    assert_eq!(blob.status(), 200);
+}
