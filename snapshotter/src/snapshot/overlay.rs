@@ -35,10 +35,11 @@ impl Snapshotter for Overlay {
         self.s.create(key, Kind::Active, parent, |d| {
             fs::create_dir(d.join("work")).ctx(|| "creating overlay workdir")
         })?;
-        if parent.is_some_and(|p| self.s.stat(p).is_err()) {
-            return Ok(vec![]);
+        match self.mounts(key) {
+            // Some ancestor is still being unpacked: no mounts yet, ask again once it is committed.
+            Err(Error::NotFound(_)) if parent.is_some() => Ok(vec![]),
+            other => other,
         }
-        self.mounts(key)
     }
 
     fn view(&self, key: &str, parent: Option<&str>) -> Result<Vec<Mount>> {
