@@ -674,11 +674,12 @@ impl ImageStore {
         let tmp = format!("tmp-{}", crate::content::unique_suffix());
         let snapshots = self.snapshots.clone();
         let (tmp2, parent2) = (tmp.clone(), parent.clone());
-        tokio::task::spawn_blocking(move || snapshots.prepare(&tmp2, parent2.as_deref()))
-            .await
-            .map_err(|e| Error::io("preparing snapshot", std::io::Error::other(e)))??;
+        let prepared =
+            tokio::task::spawn_blocking(move || snapshots.prepare_diff(&tmp2, parent2.as_deref()))
+                .await
+                .map_err(|e| Error::io("preparing snapshot", std::io::Error::other(e)))?;
         let result = async {
-            let target = self.snapshots.apply_dir(&tmp)?;
+            let target = prepared?;
             self.transfer(layer, Some(target), source, progress).await?;
             match self.snapshots.commit(&layer.chain_id, &tmp) {
                 Err(Error::AlreadyExists(_)) => self.snapshots.remove(&tmp),

@@ -104,6 +104,12 @@ pub trait Snapshotter: Send + Sync {
     fn list(&self) -> Result<Vec<Info>>;
     /// Where a layer diff is written into active `key` without mounting anything, and how to write its whiteouts.
     fn apply_dir(&self, key: &str) -> Result<(PathBuf, Whiteouts)>;
+    /// Creates active `key` to receive a layer diff and returns [`Snapshotter::apply_dir`] of it. Drivers whose
+    /// diffs do not depend on the parent's content (overlayfs) accept a parent that is not committed yet.
+    fn prepare_diff(&self, key: &str, parent: Option<&str>) -> Result<(PathBuf, Whiteouts)> {
+        self.prepare(key, parent)?;
+        self.apply_dir(key)
+    }
 }
 
 /// Opens the driver of `kind` over `root` (the `snapshots/` dir).
@@ -173,6 +179,17 @@ impl Snapshots {
             kind: f.kind,
             parent: f.parent,
         })
+    }
+
+    /// Fails unless `key` exists and is committed (a valid parent).
+    pub fn committed(&self, key: &str) -> Result<()> {
+        if self.stat(key)?.kind != Kind::Committed {
+            return Err(Error::invalid(
+                "parent",
+                format!("snapshot {key} is not committed"),
+            ));
+        }
+        Ok(())
     }
 
     /// Builds a new snapshot dir atomically: `fill` gets the staging dir (with `fs/` made), then it is renamed.

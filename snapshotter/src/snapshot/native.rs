@@ -50,13 +50,7 @@ impl Snapshotter for Native {
     fn prepare(&self, key: &str, parent: Option<&str>) -> Result<Vec<Mount>> {
         let parent_fs = match parent {
             Some(p) => {
-                let info = self.s.stat(p)?;
-                if info.kind != Kind::Committed {
-                    return Err(Error::invalid(
-                        "parent",
-                        format!("snapshot {p} is not committed"),
-                    ));
-                }
+                self.s.committed(p)?;
                 Some(self.s.fs_dir(p)?)
             }
             None => None,

@@ -30,16 +30,23 @@ impl Snapshotter for Overlay {
         SnapshotterKind::Overlayfs
     }
 
-    /// The parent need not be committed yet (layers are unpacked in parallel), but must be before mounting.
     fn prepare(&self, key: &str, parent: Option<&str>) -> Result<Vec<Mount>> {
+        if let Some(p) = parent {
+            self.s.committed(p)?;
+        }
         self.s.create(key, Kind::Active, parent, |d| {
             fs::create_dir(d.join("work")).ctx(|| "creating overlay workdir")
         })?;
-        match self.mounts(key) {
-            // Some ancestor is still being unpacked: no mounts yet, ask again once it is committed.
-            Err(Error::NotFound(_)) if parent.is_some() => Ok(vec![]),
-            other => other,
-        }
+        self.mounts(key)
+    }
+
+    /// A layer diff does not depend on its parent's content here, so the parent may still be unpacking: this is
+    /// what lets a pull unpack all layers in parallel.
+    fn prepare_diff(&self, key: &str, parent: Option<&str>) -> Result<(PathBuf, Whiteouts)> {
+        self.s.create(key, Kind::Active, parent, |d| {
+            fs::create_dir(d.join("work")).ctx(|| "creating overlay workdir")
+        })?;
+        self.apply_dir(key)
     }
 
     fn view(&self, key: &str, parent: Option<&str>) -> Result<Vec<Mount>> {
