@@ -139,7 +139,6 @@ impl ContentStore {
         Ok(n)
     }
 
-    #[allow(dead_code)]
     pub(crate) fn ingest_dir(&self) -> &Path {
         &self.ingest
     }

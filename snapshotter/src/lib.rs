@@ -5,6 +5,7 @@
 pub mod config;
 pub mod content;
 pub mod error;
+mod import;
 mod ingest;
 pub mod reference;
 pub mod registry;

@@ -14,7 +14,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::ingest::{self, ChannelReader, Compression, LayerJob};
 use crate::reference::{Reference, is_valid_digest};
 use crate::registry::manifest::{
-    self, Descriptor, Document, ImageConfigDoc, Manifest, Platform, RuntimeConfig,
+    self, Document, ImageConfigDoc, Manifest, Platform, RuntimeConfig,
 };
 use crate::registry::{self, Client};
 use crate::snapshot::{self, Kind, Mount, Snapshotter, SnapshotterKind, Usage};
@@ -440,8 +440,8 @@ impl ImageStore {
                 .write_verified("manifest", &top_bytes, &top_digest, None)?;
         }
         let names = Names {
-            tag: reference.tagged(),
-            digest: Some(reference.with_digest(&top_digest)),
+            tags: reference.tagged().into_iter().collect(),
+            digests: vec![reference.with_digest(&top_digest)],
         };
         let image = self
             .fetch_image(
@@ -595,8 +595,8 @@ impl ImageStore {
     }
 
     fn finish(&self, mut image: Image, names: Names) -> Result<Image> {
-        image.repo_tags = names.tag.into_iter().collect();
-        image.repo_digests = names.digest.into_iter().collect();
+        image.repo_tags = names.tags;
+        image.repo_digests = names.digests;
         self.record(&image)
     }
 
@@ -910,7 +910,6 @@ impl ImageStore {
 }
 
 /// Where a pull or import reads layer bytes from.
-#[allow(dead_code)] // `Dir` is for import
 pub(crate) enum Source {
     Registry(Arc<Client>),
     /// Already in the content store.
@@ -920,11 +919,10 @@ pub(crate) enum Source {
 }
 
 pub(crate) struct Names {
-    pub tag: Option<String>,
-    pub digest: Option<String>,
+    pub tags: Vec<String>,
+    pub digests: Vec<String>,
 }
 
-#[allow(dead_code)] // wired up by import
 impl ImageStore {
     /// Used by import: records an image whose content sits in `source`.
     pub(crate) async fn add_local(
@@ -942,14 +940,7 @@ impl ImageStore {
         self.finish(image, names)
     }
 
-    pub(crate) fn content(&self) -> &ContentStore {
-        &self.content
-    }
-
-    pub(crate) fn descriptor_ok(d: &Descriptor) -> Result<()> {
-        if !is_valid_digest(&d.digest) {
-            return Err(Error::Unsupported(format!("digest {:?}", d.digest)));
-        }
-        Ok(())
+    pub(crate) fn platform(&self) -> &Platform {
+        &self.platform
     }
 }
