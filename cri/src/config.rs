@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use berth_snapshotter::HostConfig;
 use serde::{Deserialize, Serialize};
 
 /// Where the daemon looks for its config when `--config` is not given.
@@ -40,7 +41,7 @@ pub struct Config {
     /// Named runtime handlers (the CRI's RuntimeClass handlers).
     pub runtimes: BTreeMap<String, RuntimeHandler>,
     /// Per registry host (`docker.io`, `registry.k8s.io`, `localhost:5000`): mirrors, replacement, insecurity.
-    pub registries: BTreeMap<String, RegistryHost>,
+    pub registries: BTreeMap<String, HostConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,18 +93,6 @@ pub enum HandlerKind {
     Builtin,
     Runc,
     Crun,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RegistryHost {
-    /// Tried in order before the upstream host; the upstream is the last resort.
-    pub mirrors: Vec<String>,
-    /// Replaces the upstream outright: no request, not even a DNS lookup, goes to the original host.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub server: Option<String>,
-    /// Allow plain http (loopback registries are always allowed it).
-    pub insecure: bool,
 }
 
 impl Default for Config {
@@ -284,6 +273,17 @@ impl Config {
     /// The config as TOML, every key present: what `berth config default` prints.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+
+    /// Registry hosts as the image store wants them.
+    pub fn registry_config(&self) -> berth_snapshotter::RegistryConfig {
+        berth_snapshotter::RegistryConfig {
+            hosts: self
+                .registries
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
     }
 
     /// The metadata database, one per root.

@@ -4,6 +4,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use nix::fcntl::{Flock, FlockArg};
 use tokio::net::UnixListener;
@@ -12,7 +13,7 @@ use tracing::{info, warn};
 
 use crate::api::image_service_server::ImageServiceServer;
 use crate::api::runtime_service_server::RuntimeServiceServer;
-use crate::config::Config;
+use crate::config::{Config, SnapshotterKind};
 use crate::server::{Berth, ImageServer, RuntimeServer};
 use crate::store::Store;
 
@@ -33,6 +34,8 @@ pub enum ServeError {
     },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error("cannot open the image store: {0}")]
+    Images(#[from] berth_snapshotter::Error),
     #[error("grpc server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
@@ -133,7 +136,19 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
 async fn run(config: Config, listener: UnixListener) -> Result<(), ServeError> {
     let store = Store::open(&config.db_path())?;
     let socket = config.socket.clone();
-    let berth = Berth::new(config, store)?;
+    let kind = match config.snapshotter {
+        SnapshotterKind::Overlayfs => berth_snapshotter::SnapshotterKind::Overlayfs,
+        SnapshotterKind::Native => berth_snapshotter::SnapshotterKind::Native,
+    };
+    // Opening runs GC, which also clears what a crash left half-done (partial blobs, half-unpacked layers).
+    let images = berth_snapshotter::ImageStore::open(
+        &config.root,
+        config.registry_config(),
+        kind,
+        store.database(),
+    )
+    .await?;
+    let berth = Berth::new(config, store, Arc::new(images))?;
     info!(socket = %socket.display(), version = env!("CARGO_PKG_VERSION"), "berth serving CRI v1");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(

@@ -610,10 +610,17 @@ impl ImageStore {
         match self.kind {
             SnapshotterKind::Overlayfs => {
                 // Each layer is unpacked on its own while it streams; parents need not be there yet.
-                let jobs = image.layers.iter().enumerate().map(|(i, layer)| {
-                    let parent = i.checked_sub(1).map(|p| image.layers[p].chain_id.clone());
-                    self.ensure_layer(layer, parent, source, progress)
-                });
+                // Collected first: a lazy `map` over borrowed layers makes the future's Send-ness unprovable to
+                // rustc (higher-ranked lifetimes), and the daemon needs a Send future for its gRPC handlers.
+                let jobs: Vec<_> = image
+                    .layers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, layer)| {
+                        let parent = i.checked_sub(1).map(|p| image.layers[p].chain_id.clone());
+                        self.ensure_layer(layer, parent, source, progress)
+                    })
+                    .collect();
                 let results: Vec<Result<()>> = futures_util::stream::iter(jobs)
                     .buffer_unordered(PARALLEL_LAYERS)
                     .collect()
@@ -622,10 +629,11 @@ impl ImageStore {
             }
             SnapshotterKind::Native => {
                 // Blobs in parallel, then each snapshot copied from its parent in order.
-                let fetches = image
+                let fetches: Vec<_> = image
                     .layers
                     .iter()
-                    .map(|layer| self.ensure_blob(layer, source, progress));
+                    .map(|layer| self.ensure_blob(layer, source, progress))
+                    .collect();
                 let results: Vec<Result<()>> = futures_util::stream::iter(fetches)
                     .buffer_unordered(PARALLEL_LAYERS)
                     .collect()

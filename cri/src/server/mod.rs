@@ -23,19 +23,25 @@ pub type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, tonic::Status>>
 pub struct Berth {
     pub config: Config,
     pub store: Store,
+    pub images: Arc<berth_snapshotter::ImageStore>,
     pod_cidr: Mutex<String>,
 }
 
 const POD_CIDR_KEY: &str = "pod_cidr";
 
 impl Berth {
-    pub fn new(config: Config, store: Store) -> Result<Arc<Berth>, crate::store::StoreError> {
+    pub fn new(
+        config: Config,
+        store: Store,
+        images: Arc<berth_snapshotter::ImageStore>,
+    ) -> Result<Arc<Berth>, crate::store::StoreError> {
         let pod_cidr = store
             .get::<String>(DAEMON, POD_CIDR_KEY)?
             .unwrap_or_default();
         Ok(Arc::new(Berth {
             config,
             store,
+            images,
             pod_cidr: Mutex::new(pod_cidr),
         }))
     }
@@ -54,6 +60,7 @@ impl Berth {
     }
 }
 
+#[allow(dead_code)]
 /// The answer for an RPC that Berth does not serve yet: `Unimplemented`, naming what is missing, never a fake success.
 pub(crate) fn unimplemented(rpc: &str, missing: &str) -> tonic::Status {
     tonic::Status::unimplemented(format!("{rpc} is not implemented yet in berth: {missing}"))
@@ -61,4 +68,26 @@ pub(crate) fn unimplemented(rpc: &str, missing: &str) -> tonic::Status {
 
 pub(crate) fn internal(e: impl std::fmt::Display) -> tonic::Status {
     tonic::Status::internal(e.to_string())
+}
+
+/// Maps an image-store error to the status a CRI client can act on; the message is the store's own.
+pub(crate) fn image_error(e: berth_snapshotter::Error) -> tonic::Status {
+    use berth_snapshotter::Error as E;
+    use tonic::Code;
+    let code = match &e {
+        E::NotFound(_) => Code::NotFound,
+        E::InvalidReference { .. } => Code::InvalidArgument,
+        E::Unauthorized { .. } => Code::Unauthenticated,
+        E::DigestMismatch { .. } | E::SizeMismatch { .. } => Code::DataLoss,
+        E::HostileLayer { .. } | E::Invalid { .. } | E::InUse(_) => Code::FailedPrecondition,
+        E::AlreadyExists(_) => Code::AlreadyExists,
+        E::Unsupported(_) => Code::Unimplemented,
+        E::Registry { status: 404, .. } => Code::NotFound,
+        E::Registry {
+            status: 401 | 403, ..
+        } => Code::PermissionDenied,
+        E::Registry { .. } | E::Unreachable { .. } => Code::Unavailable,
+        _ => Code::Internal,
+    };
+    tonic::Status::new(code, e.to_string())
 }
