@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::admin::images_client::ImagesClient;
 use crate::api::image_service_client::ImageServiceClient;
 use crate::api::runtime_service_client::RuntimeServiceClient;
 
@@ -13,6 +14,8 @@ use crate::api::runtime_service_client::RuntimeServiceClient;
 pub struct Client {
     pub runtime: RuntimeServiceClient<Channel>,
     pub image: ImageServiceClient<Channel>,
+    /// Berth's own service (pull progress, import).
+    pub admin: ImagesClient<Channel>,
 }
 
 impl Client {
@@ -20,7 +23,8 @@ impl Client {
         let channel = channel(socket).await?;
         Ok(Client {
             runtime: RuntimeServiceClient::new(channel.clone()),
-            image: ImageServiceClient::new(channel),
+            image: ImageServiceClient::new(channel.clone()),
+            admin: ImagesClient::new(channel),
         })
     }
 }

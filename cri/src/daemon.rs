@@ -11,10 +11,11 @@ use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 use tracing::{info, warn};
 
+use crate::admin::images_server::ImagesServer;
 use crate::api::image_service_server::ImageServiceServer;
 use crate::api::runtime_service_server::RuntimeServiceServer;
 use crate::config::{Config, SnapshotterKind};
-use crate::server::{Berth, ImageServer, RuntimeServer};
+use crate::server::{AdminServer, Berth, ImageServer, RuntimeServer};
 use crate::store::Store;
 
 #[derive(Debug, thiserror::Error)]
@@ -154,7 +155,8 @@ async fn run(config: Config, listener: UnixListener) -> Result<(), ServeError> {
     let mut server = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(RuntimeServiceServer::new(RuntimeServer::new(berth.clone())))
-            .add_service(ImageServiceServer::new(ImageServer::new(berth)))
+            .add_service(ImageServiceServer::new(ImageServer::new(berth.clone())))
+            .add_service(ImagesServer::new(AdminServer::new(berth)))
             .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
                 let _ = stop_rx.await;
             }),

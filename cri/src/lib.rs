@@ -11,6 +11,12 @@ pub mod api {
     tonic::include_proto!("runtime.v1");
 }
 
+/// Berth's own service beside the CRI (`proto/berth.proto`): pull progress and image import for the CLI.
+pub mod admin {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("berth.v1");
+}
+
 pub mod client;
 pub mod config;
 pub mod daemon;

@@ -7,6 +7,8 @@ use berth_cri::config::{Config, ConfigError};
 use berth_cri::host::HostInfo;
 use clap::{Parser, Subcommand};
 
+mod cli;
+
 #[derive(Parser)]
 #[command(
     name = "berth",
@@ -32,6 +34,9 @@ enum Command {
     /// Configuration helpers.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Images of the running daemon.
+    #[command(subcommand)]
+    Image(cli::image::ImageCommand),
 }
 
 #[derive(clap::Args)]
@@ -112,6 +117,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config(ConfigCommand::Default) => {
             print!("{}", Config::default().to_toml());
             Ok(())
+        }
+        Command::Image(cmd) => {
+            let config = Config::load(cli.config.as_deref())?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(cli::image::run(&config.socket, cmd))
         }
         Command::Config(ConfigCommand::Check) => {
             let config = Config::load(cli.config.as_deref())?;

@@ -2,6 +2,7 @@
 //!
 //! Only this module speaks `tonic::Status`; everything below returns typed errors.
 
+mod admin;
 mod image;
 mod runtime;
 
@@ -13,6 +14,7 @@ use tokio_stream::Stream;
 use crate::config::Config;
 use crate::store::{DAEMON, Store};
 
+pub use admin::AdminServer;
 pub use image::ImageServer;
 pub use runtime::RuntimeServer;
 
