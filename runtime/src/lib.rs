@@ -9,6 +9,7 @@ pub mod container;
 pub mod error;
 pub mod exec;
 pub mod hooks;
+pub mod monitor;
 pub mod mounts;
 pub mod namespaces;
 pub mod process;
