@@ -602,7 +602,7 @@ impl Monitor<'_> {
     fn client_input(&mut self, i: usize, buf: &mut [u8]) {
         let n = self.clients[i].stream.read(buf).unwrap_or(0);
         let frames = if n == 0 {
-            Err(())
+            Err(protocol::FrameTooLarge(0))
         } else {
             self.clients[i].parser.feed(&buf[..n])
         };
