@@ -17,7 +17,7 @@ use oci_spec::runtime::Process;
 use crate::cgroups::{Cgroup, Layout};
 use crate::error::{Result, SetupError, StateError, io, sys};
 use crate::state::{ContainerState, Status};
-use crate::{container, process, tty, util};
+use crate::{container, process, tty};
 
 /// Options of `exec`.
 #[derive(Debug, Clone)]
@@ -85,6 +85,15 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
         }
         .into());
     }
+    // Host paths must be opened before joining the container's mount namespace.
+    let pid_file = match &opts.pid_file {
+        Some(pf) => Some(std::fs::File::create(pf).map_err(|source| StateError::Io {
+            what: "create pid file",
+            path: pf.clone(),
+            source,
+        })?),
+        None => None,
+    };
     let layout = Layout::detect()?;
     Cgroup::from_dirs(&layout, &st.cgroup_dirs).add_pid(std::process::id() as i32)?;
     for (f, flag) in &ns {
@@ -115,14 +124,14 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
                 let _ = waitpid(child, None);
                 return Err(SetupError::Child(String::from_utf8_lossy(&msg).into_owned()).into());
             }
-            if let Some(pf) = &opts.pid_file {
-                util::write_atomic(pf, child.as_raw().to_string().as_bytes()).map_err(
-                    |source| StateError::Io {
+            if let (Some(mut f), Some(pf)) = (pid_file, &opts.pid_file) {
+                use std::io::Write;
+                f.write_all(child.as_raw().to_string().as_bytes())
+                    .map_err(|source| StateError::Io {
                         what: "write pid file",
                         path: pf.clone(),
                         source,
-                    },
-                )?;
+                    })?;
             }
             if opts.detach {
                 return Ok(0);

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod container;
 pub mod error;
 pub mod exec;
+pub mod handler;
 pub mod hooks;
 pub mod monitor;
 pub mod mounts;

@@ -181,6 +181,20 @@ impl Cgroup {
         Ok(Cgroup { dirs, v2 })
     }
 
+    /// The directories `rel` names in every hierarchy, without creating them (stats, updates, OOM checks).
+    pub fn open(layout: &Layout, rel: &Path) -> Self {
+        let rel = rel.strip_prefix("/").unwrap_or(rel);
+        let dirs = layout
+            .hierarchies
+            .iter()
+            .map(|h| (h.clone(), h.mount.join(rel)))
+            .collect();
+        Cgroup {
+            dirs,
+            v2: layout.is_v2(),
+        }
+    }
+
     /// Rebuild from the directories saved in a state file.
     pub fn from_dirs(layout: &Layout, saved: &[PathBuf]) -> Self {
         let mut dirs = Vec::new();

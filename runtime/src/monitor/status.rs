@@ -10,6 +10,9 @@ use std::path::Path;
 pub struct ExitStatus {
     pub pid: i32,
     pub pid_start: u64,
+    /// The monitor itself (pid and start time), so a reader can tell "still running" from "monitor lost".
+    pub monitor_pid: i32,
+    pub monitor_start: u64,
     /// Set once the container exited.
     pub exited: bool,
     /// Exit code; 128+signal when killed by a signal (what the CRI reports).
@@ -23,7 +26,10 @@ pub struct ExitStatus {
 impl ExitStatus {
     /// Serialize.
     pub fn render(&self) -> String {
-        let mut s = format!("pid={}\npid_start={}\n", self.pid, self.pid_start);
+        let mut s = format!(
+            "pid={}\npid_start={}\nmonitor_pid={}\nmonitor_start={}\n",
+            self.pid, self.pid_start, self.monitor_pid, self.monitor_start
+        );
         if self.exited {
             s.push_str(&format!(
                 "exit_code={}\nexit_signal={}\nfinished_at={}\noom_killed={}\n",
@@ -43,6 +49,8 @@ impl ExitStatus {
             match k {
                 "pid" => st.pid = v.parse().unwrap_or(0),
                 "pid_start" => st.pid_start = v.parse().unwrap_or(0),
+                "monitor_pid" => st.monitor_pid = v.parse().unwrap_or(0),
+                "monitor_start" => st.monitor_start = v.parse().unwrap_or(0),
                 "exit_code" => {
                     st.exit_code = v.parse().unwrap_or(-1);
                     st.exited = true;
@@ -54,6 +62,15 @@ impl ExitStatus {
             }
         }
         st
+    }
+
+    /// True while the monitor that writes this file still runs.
+    pub fn monitor_alive(&self) -> bool {
+        self.monitor_pid > 0
+            && crate::util::pidfd_for(self.monitor_pid, self.monitor_start)
+                .ok()
+                .flatten()
+                .is_some()
     }
 
     /// Read the status file; None if absent.
@@ -76,6 +93,8 @@ mod tests {
         let s = ExitStatus {
             pid: 7,
             pid_start: 99,
+            monitor_pid: 5,
+            monitor_start: 6,
             exited: true,
             exit_code: 137,
             exit_signal: 9,
