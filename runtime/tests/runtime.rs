@@ -346,6 +346,18 @@ fn cli_lifecycle_matches_runc_shape() {
     let root = tempfile::tempdir().expect("tempdir");
     let b = Bundle::new("cli", &["/bin/sleep", "30"]);
     b.write();
+    // Clean up even when an assertion fails half-way.
+    struct Cleanup(std::path::PathBuf, String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new(common::RUNTIME)
+                .arg("--root")
+                .arg(&self.0)
+                .args(["delete", "--force", &self.1])
+                .status();
+        }
+    }
+    let _cleanup = Cleanup(root.path().to_path_buf(), b.id.clone());
     let rt = |args: &[&str]| {
         std::process::Command::new(common::RUNTIME)
             .arg("--root")

@@ -338,9 +338,13 @@ fn run(args: &MonitorArgs) -> Result<(), String> {
         .parse()
         .map_err(|_| "pid file holds no pid".to_string())?;
     let pid_start = crate::util::proc_start_time(pid).unwrap_or(0);
+    let me = std::process::id() as i32;
+    let monitor_start = crate::util::proc_start_time(me).unwrap_or(0);
     let mut status = ExitStatus {
         pid,
         pid_start,
+        monitor_pid: me,
+        monitor_start,
         ..Default::default()
     };
     let status_path = args.state_dir.join("status");

@@ -138,6 +138,20 @@ impl Env {
             .wait(&b.id, Some(Duration::from_secs(20)))
             .expect("wait");
         assert_eq!(st.phase, Phase::Stopped);
+        if st.exit_code == -1 {
+            let d = self.handler.cfg.state_root.join(&b.id);
+            eprintln!(
+                "LOST EXIT: status {:?}",
+                std::fs::read_to_string(d.join("status"))
+            );
+            eprintln!(
+                "files {:?}",
+                std::fs::read_dir(&d).map(|r| r
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name())
+                    .collect::<Vec<_>>())
+            );
+        }
         let log = std::fs::read(self.log_path(&b.id)).unwrap_or_default();
         (
             st,
