@@ -31,12 +31,14 @@ enum Part {
 
 /// The `berth` binary beside this one (same cargo profile), or `$BERTH_BIN`.
 pub fn berth_bin() -> PathBuf {
-    std::env::var_os("BERTH_BIN").map(PathBuf::from).unwrap_or_else(|| {
-        std::env::current_exe()
-            .ok()
-            .and_then(|p| p.parent().map(|d| d.join("berth")))
-            .unwrap_or_else(|| "berth".into())
-    })
+    std::env::var_os("BERTH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|p| p.parent().map(|d| d.join("berth")))
+                .unwrap_or_else(|| "berth".into())
+        })
 }
 
 #[derive(Default)]
@@ -52,16 +54,26 @@ impl Stats {
         v.get(v.len() / 2).copied().unwrap_or_default()
     }
     pub fn list(&self) -> String {
-        self.0.iter().map(|d| format!("{:.0}", d.as_secs_f64() * 1e3)).collect::<Vec<_>>().join(" ")
+        self.0
+            .iter()
+            .map(|d| format!("{:.0}", d.as_secs_f64() * 1e3))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         match cli.part {
-            Part::Pull { size_mb, layers, runs } => pull::run(size_mb, layers, runs).await,
+            Part::Pull {
+                size_mb,
+                layers,
+                runs,
+            } => pull::run(size_mb, layers, runs).await,
         }
     })
 }

@@ -28,7 +28,11 @@ fn generated_image(total_mb: usize, layers: usize) -> Result<berth_testkit::Imag
                 .collect();
             layer = layer.file(&format!("data/l{l}/f{f}"), data);
         }
-        builder = builder.layer(layer.build(Compression::Gzip).map_err(|e| anyhow::anyhow!("{e}"))?);
+        builder = builder.layer(
+            layer
+                .build(Compression::Gzip)
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
     }
     builder.build().map_err(|e| anyhow::anyhow!("{e}"))
 }
@@ -36,11 +40,22 @@ fn generated_image(total_mb: usize, layers: usize) -> Result<berth_testkit::Imag
 pub async fn run(size_mb: usize, layers: usize, runs: usize) -> Result<()> {
     eprintln!("building a {size_mb} MB image in {layers} layers...");
     let image = generated_image(size_mb, layers)?;
-    let bytes: u64 = image.layers.iter().map(|l| l.compressed.len() as u64).sum::<u64>() + image.config.size();
+    let bytes: u64 = image
+        .layers
+        .iter()
+        .map(|l| l.compressed.len() as u64)
+        .sum::<u64>()
+        + image.config.size();
     let registry = Registry::start().map_err(|e| anyhow::anyhow!("{e}"))?;
-    Pusher::new(&registry).push_image("bench/pull", "v1", &image).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Pusher::new(&registry)
+        .push_image("bench/pull", "v1", &image)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let reference = format!("{}/bench/pull:v1", registry.host());
-    println!("pull: {reference}, {} layers, {:.1} MB compressed, {runs} cold runs each", image.layers.len(), bytes as f64 / 1e6);
+    println!(
+        "pull: {reference}, {} layers, {:.1} MB compressed, {runs} cold runs each",
+        image.layers.len(),
+        bytes as f64 / 1e6
+    );
 
     let mut targets = vec!["berth"];
     if containerd_installed() {
@@ -80,7 +95,10 @@ pub async fn run(size_mb: usize, layers: usize, runs: usize) -> Result<()> {
         results.push((name, median));
     }
     if let [(_, berth), (_, containerd)] = results[..] {
-        println!("  ratio: berth pulls {:.2}x as fast as containerd", containerd.as_secs_f64() / berth.as_secs_f64());
+        println!(
+            "  ratio: berth pulls {:.2}x as fast as containerd",
+            containerd.as_secs_f64() / berth.as_secs_f64()
+        );
     }
     Ok(())
 }

@@ -17,7 +17,9 @@ pub struct Target {
 impl Target {
     /// Berth on its defaults, with `127.0.0.1:*` registries reachable over http (always true for loopback).
     pub async fn berth(bin: &Path) -> Result<Target> {
-        let dir = tempfile::Builder::new().prefix("bench-berth-").tempdir_in("/var/tmp")?;
+        let dir = tempfile::Builder::new()
+            .prefix("bench-berth-")
+            .tempdir_in("/var/tmp")?;
         let config = dir.path().join("config.toml");
         std::fs::write(
             &config,
@@ -40,13 +42,17 @@ impl Target {
 
     /// containerd 1.6's CRI plugin on a private root; `registry` (host:port) is pulled from over plain http.
     pub async fn containerd(registry: &str) -> Result<Target> {
-        let dir = tempfile::Builder::new().prefix("bench-containerd-").tempdir_in("/var/tmp")?;
+        let dir = tempfile::Builder::new()
+            .prefix("bench-containerd-")
+            .tempdir_in("/var/tmp")?;
         let d = dir.path().display().to_string();
         let hosts = dir.path().join("certs.d").join(registry);
         std::fs::create_dir_all(&hosts)?;
         std::fs::write(
             hosts.join("hosts.toml"),
-            format!("server = \"http://{registry}\"\n[host.\"http://{registry}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"),
+            format!(
+                "server = \"http://{registry}\"\n[host.\"http://{registry}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+            ),
         )?;
         std::fs::write(
             dir.path().join("config.toml"),
@@ -75,7 +81,12 @@ state = "{d}/state"
         Self::ready("containerd", dir, "containerd.sock", child).await
     }
 
-    async fn ready(name: &'static str, dir: tempfile::TempDir, sock: &str, mut child: Child) -> Result<Target> {
+    async fn ready(
+        name: &'static str,
+        dir: tempfile::TempDir,
+        sock: &str,
+        mut child: Child,
+    ) -> Result<Target> {
         let socket = dir.path().join(sock);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -84,7 +95,10 @@ state = "{d}/state"
                 bail!("{name} exited with {status}:\n{log}");
             }
             if let Ok(mut c) = Client::connect(&socket).await
-                && c.image.image_fs_info(berth_cri::api::ImageFsInfoRequest {}).await.is_ok()
+                && c.image
+                    .image_fs_info(berth_cri::api::ImageFsInfoRequest {})
+                    .await
+                    .is_ok()
             {
                 return Ok(Target {
                     socket,
@@ -122,5 +136,10 @@ impl Drop for Target {
 
 /// containerd is measured only where it is installed.
 pub fn containerd_installed() -> bool {
-    Command::new("containerd").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+    Command::new("containerd")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }

@@ -150,6 +150,9 @@ async fn run(config: Config, listener: UnixListener) -> Result<(), ServeError> {
     )
     .await?;
     let berth = Berth::new(config, store, Arc::new(images))?;
+    if let Err(e) = berth.recover() {
+        warn!(error = %e.message(), "recovering interrupted work");
+    }
     info!(socket = %socket.display(), version = env!("CARGO_PKG_VERSION"), "berth serving CRI v1");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(

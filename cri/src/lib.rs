@@ -19,7 +19,11 @@ pub mod admin {
 
 pub mod client;
 pub mod config;
+pub mod container;
 pub mod daemon;
 pub mod host;
+pub mod ids;
+pub mod pod;
 pub mod server;
+pub mod spec;
 pub mod store;

@@ -22,7 +22,7 @@ const SCHEMA_KEY: &str = "schema_version";
 
 /// A table of JSON records keyed by id.
 #[derive(Debug, Clone, Copy)]
-pub struct Table(&'static str);
+pub struct Table(pub &'static str);
 
 /// The daemon's own record of runtime configuration the kubelet pushed (`UpdateRuntimeConfig`).
 pub const DAEMON: Table = Table("daemon");

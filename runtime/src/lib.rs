@@ -13,6 +13,7 @@ pub mod hooks;
 pub mod monitor;
 pub mod mounts;
 pub mod namespaces;
+pub mod pinns;
 pub mod process;
 pub mod rootfs;
 pub mod seccomp;

@@ -38,7 +38,7 @@ pub fn config_text(dir: &Path, extra: &str) -> String {
     format!(
         "root = \"{root}\"\nstate = \"{state}\"\nsocket = \"{socket}\"\nlog_level = \"debug\"\n{extra}\n\n[cni]\nconf_dir = \"{cni}\"\n",
         root = dir.join("root").display(),
-        state = dir.join("state").display(),
+        state = dir.join("s").display(),
         socket = dir.join("berth.sock").display(),
         cni = dir.join("net.d").display(),
     )
@@ -60,7 +60,9 @@ impl Daemon {
 
     /// Starts a daemon whose config file has `extra` top-level TOML keys added.
     pub async fn start_with(extra: &str) -> Result<Daemon> {
-        let dir = tempfile::Builder::new().prefix("berth-e2e-").tempdir()?;
+        // Short paths: unix socket paths under the state dir (a monitor's attach.sock beside a 64-digit id) must fit
+        // in 107 bytes.
+        let dir = tempfile::Builder::new().prefix("b-").tempdir_in("/tmp")?;
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, config_text(dir.path(), extra))?;
         let mut daemon = Daemon {
@@ -165,11 +167,65 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// Removes every pod (and so every container) through the CRI, so a test leaves no process, mount or cgroup
+    /// behind whether it passed or not. Runs on a thread of its own: Drop may run inside a tokio runtime.
+    fn remove_all_pods(&self) {
+        let socket = self.socket.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                let Ok(mut c) = Client::connect(&socket).await else {
+                    return;
+                };
+                let Ok(pods) = c
+                    .runtime
+                    .list_pod_sandbox(berth_cri::api::ListPodSandboxRequest::default())
+                    .await
+                else {
+                    return;
+                };
+                for p in pods.into_inner().items {
+                    let _ = c
+                        .runtime
+                        .remove_pod_sandbox(berth_cri::api::RemovePodSandboxRequest {
+                            pod_sandbox_id: p.id,
+                        })
+                        .await;
+                }
+            })
+        })
+        .join();
+    }
+
+    /// Lazily unmounts whatever is still mounted under the daemon's directory (a last resort after a failure).
+    fn sweep_mounts(&self) {
+        let root = self.dir.path().to_string_lossy().into_owned();
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut targets: Vec<&str> = mountinfo
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(4))
+            .filter(|m| m.starts_with(&root))
+            .collect();
+        targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+        for t in targets {
+            let _ = nix::mount::umount2(t, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         if self.child.is_some() {
+            self.remove_all_pods();
             let _ = self.terminate();
         }
+        self.sweep_mounts();
         if std::thread::panicking() {
             eprintln!(
                 "--- berth log ({}) ---\n{}",

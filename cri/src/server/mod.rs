@@ -3,11 +3,15 @@
 //! Only this module speaks `tonic::Status`; everything below returns typed errors.
 
 mod admin;
+mod containers;
+mod events;
 mod image;
+mod pods;
 mod runtime;
 
+use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use tokio_stream::Stream;
 
@@ -26,7 +30,12 @@ pub struct Berth {
     pub config: Config,
     pub store: Store,
     pub images: Arc<berth_snapshotter::ImageStore>,
+    pub runtimes: crate::container::Runtimes,
+    pub events: events::Events,
+    /// Where `berth-pinns`, `berth-monitor` and `berth-runtime` live: beside the `berth` binary.
+    pub bin_dir: PathBuf,
     pod_cidr: Mutex<String>,
+    me: Weak<Berth>,
 }
 
 const POD_CIDR_KEY: &str = "pod_cidr";
@@ -40,12 +49,34 @@ impl Berth {
         let pod_cidr = store
             .get::<String>(DAEMON, POD_CIDR_KEY)?
             .unwrap_or_default();
-        Ok(Arc::new(Berth {
+        let bin_dir = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("/usr/local/bin"));
+        let runtimes = crate::container::Runtimes::new(&config, &bin_dir);
+        Ok(Arc::new_cyclic(|me| Berth {
             config,
             store,
             images,
+            runtimes,
+            events: events::Events::default(),
+            bin_dir,
             pod_cidr: Mutex::new(pod_cidr),
+            me: me.clone(),
         }))
+    }
+
+    /// An owning handle for work moved to a blocking thread.
+    pub(crate) fn self_arc(&self) -> Arc<Berth> {
+        self.me
+            .upgrade()
+            .expect("a Berth is only reached through its Arc")
+    }
+
+    /// Finishes or undoes what a crash interrupted: pods and containers left half-created.
+    pub fn recover(&self) -> Result<(), tonic::Status> {
+        self.recover_containers()?;
+        self.recover_pods()
     }
 
     /// The pod CIDR the kubelet last gave us (`UpdateRuntimeConfig`); empty until it does.

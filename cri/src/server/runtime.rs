@@ -140,16 +140,22 @@ impl RuntimeService for RuntimeServer {
 
     async fn stream_pod_sandboxes(
         &self,
-        _: Request<StreamPodSandboxesRequest>,
+        req: Request<StreamPodSandboxesRequest>,
     ) -> Result<Response<Self::StreamPodSandboxesStream>, Status> {
-        Err(unimplemented("StreamPodSandboxes", PODS))
+        let items = self.berth.list_pods(req.into_inner().filter)?;
+        Ok(Response::new(pages(items, |pod_sandboxes| {
+            StreamPodSandboxesResponse { pod_sandboxes }
+        })))
     }
 
     async fn stream_containers(
         &self,
-        _: Request<StreamContainersRequest>,
+        req: Request<StreamContainersRequest>,
     ) -> Result<Response<Self::StreamContainersStream>, Status> {
-        Err(unimplemented("StreamContainers", CONTAINERS))
+        let items = self.berth.list_containers(req.into_inner().filter).await?;
+        Ok(Response::new(pages(items, |containers| {
+            StreamContainersResponse { containers }
+        })))
     }
 
     async fn stream_container_stats(
@@ -175,44 +181,63 @@ impl RuntimeService for RuntimeServer {
 
     async fn get_container_events(
         &self,
-        _: Request<GetEventsRequest>,
+        req: Request<GetEventsRequest>,
     ) -> Result<Response<Self::GetContainerEventsStream>, Status> {
-        Err(unimplemented("GetContainerEvents", CONTAINERS))
+        let _ = req;
+        use tokio_stream::StreamExt;
+        let events = tokio_stream::wrappers::BroadcastStream::new(self.berth.events.subscribe())
+            .map(|e| match e {
+                Ok(e) => Ok(e),
+                // A subscriber that fell behind is told, so it can re-list instead of trusting a gap.
+                Err(e) => Err(Status::data_loss(format!("event stream lagged: {e}"))),
+            });
+        Ok(Response::new(Box::pin(events)))
     }
 
     async fn run_pod_sandbox(
         &self,
-        _: Request<RunPodSandboxRequest>,
+        req: Request<RunPodSandboxRequest>,
     ) -> Result<Response<RunPodSandboxResponse>, Status> {
-        Err(unimplemented("RunPodSandbox", PODS))
+        let pod_sandbox_id = self.berth.run_pod(req.into_inner()).await?;
+        Ok(Response::new(RunPodSandboxResponse { pod_sandbox_id }))
     }
 
     async fn stop_pod_sandbox(
         &self,
-        _: Request<StopPodSandboxRequest>,
+        req: Request<StopPodSandboxRequest>,
     ) -> Result<Response<StopPodSandboxResponse>, Status> {
-        Err(unimplemented("StopPodSandbox", PODS))
+        self.berth
+            .stop_pod(&req.into_inner().pod_sandbox_id)
+            .await?;
+        Ok(Response::new(StopPodSandboxResponse {}))
     }
 
     async fn remove_pod_sandbox(
         &self,
-        _: Request<RemovePodSandboxRequest>,
+        req: Request<RemovePodSandboxRequest>,
     ) -> Result<Response<RemovePodSandboxResponse>, Status> {
-        Err(unimplemented("RemovePodSandbox", PODS))
+        self.berth
+            .remove_pod(&req.into_inner().pod_sandbox_id)
+            .await?;
+        Ok(Response::new(RemovePodSandboxResponse {}))
     }
 
     async fn pod_sandbox_status(
         &self,
-        _: Request<PodSandboxStatusRequest>,
+        req: Request<PodSandboxStatusRequest>,
     ) -> Result<Response<PodSandboxStatusResponse>, Status> {
-        Err(unimplemented("PodSandboxStatus", PODS))
+        let req = req.into_inner();
+        Ok(Response::new(
+            self.berth.pod_status(&req.pod_sandbox_id, req.verbose)?,
+        ))
     }
 
     async fn list_pod_sandbox(
         &self,
-        _: Request<ListPodSandboxRequest>,
+        req: Request<ListPodSandboxRequest>,
     ) -> Result<Response<ListPodSandboxResponse>, Status> {
-        Err(unimplemented("ListPodSandbox", PODS))
+        let items = self.berth.list_pods(req.into_inner().filter)?;
+        Ok(Response::new(ListPodSandboxResponse { items }))
     }
 
     async fn update_pod_sandbox_resources(
@@ -224,44 +249,61 @@ impl RuntimeService for RuntimeServer {
 
     async fn create_container(
         &self,
-        _: Request<CreateContainerRequest>,
+        req: Request<CreateContainerRequest>,
     ) -> Result<Response<CreateContainerResponse>, Status> {
-        Err(unimplemented("CreateContainer", CONTAINERS))
+        let container_id = self.berth.create_container(req.into_inner()).await?;
+        Ok(Response::new(CreateContainerResponse { container_id }))
     }
 
     async fn start_container(
         &self,
-        _: Request<StartContainerRequest>,
+        req: Request<StartContainerRequest>,
     ) -> Result<Response<StartContainerResponse>, Status> {
-        Err(unimplemented("StartContainer", CONTAINERS))
+        self.berth
+            .start_container(&req.into_inner().container_id)
+            .await?;
+        Ok(Response::new(StartContainerResponse {}))
     }
 
     async fn stop_container(
         &self,
-        _: Request<StopContainerRequest>,
+        req: Request<StopContainerRequest>,
     ) -> Result<Response<StopContainerResponse>, Status> {
-        Err(unimplemented("StopContainer", CONTAINERS))
+        let req = req.into_inner();
+        self.berth
+            .stop_container(&req.container_id, req.timeout)
+            .await?;
+        Ok(Response::new(StopContainerResponse {}))
     }
 
     async fn remove_container(
         &self,
-        _: Request<RemoveContainerRequest>,
+        req: Request<RemoveContainerRequest>,
     ) -> Result<Response<RemoveContainerResponse>, Status> {
-        Err(unimplemented("RemoveContainer", CONTAINERS))
+        self.berth
+            .remove_container(&req.into_inner().container_id)
+            .await?;
+        Ok(Response::new(RemoveContainerResponse {}))
     }
 
     async fn list_containers(
         &self,
-        _: Request<ListContainersRequest>,
+        req: Request<ListContainersRequest>,
     ) -> Result<Response<ListContainersResponse>, Status> {
-        Err(unimplemented("ListContainers", CONTAINERS))
+        let containers = self.berth.list_containers(req.into_inner().filter).await?;
+        Ok(Response::new(ListContainersResponse { containers }))
     }
 
     async fn container_status(
         &self,
-        _: Request<ContainerStatusRequest>,
+        req: Request<ContainerStatusRequest>,
     ) -> Result<Response<ContainerStatusResponse>, Status> {
-        Err(unimplemented("ContainerStatus", CONTAINERS))
+        let req = req.into_inner();
+        Ok(Response::new(
+            self.berth
+                .container_status(&req.container_id, req.verbose)
+                .await?,
+        ))
     }
 
     async fn update_container_resources(
@@ -273,16 +315,19 @@ impl RuntimeService for RuntimeServer {
 
     async fn reopen_container_log(
         &self,
-        _: Request<ReopenContainerLogRequest>,
+        req: Request<ReopenContainerLogRequest>,
     ) -> Result<Response<ReopenContainerLogResponse>, Status> {
-        Err(unimplemented("ReopenContainerLog", CONTAINERS))
+        self.berth
+            .reopen_log(&req.into_inner().container_id)
+            .await?;
+        Ok(Response::new(ReopenContainerLogResponse {}))
     }
 
     async fn exec_sync(
         &self,
-        _: Request<ExecSyncRequest>,
+        req: Request<ExecSyncRequest>,
     ) -> Result<Response<ExecSyncResponse>, Status> {
-        Err(unimplemented("ExecSync", CONTAINERS))
+        Ok(Response::new(self.berth.exec_sync(req.into_inner()).await?))
     }
 
     async fn checkpoint_container(
@@ -404,4 +449,19 @@ fn is_cidr(s: &str) -> bool {
         (Ok(std::net::IpAddr::V6(_)), Ok(p)) => p <= 128,
         _ => false,
     }
+}
+
+/// Items per message of the Stream* list RPCs: far below gRPC's 4 MiB default message size.
+const STREAM_PAGE: usize = 100;
+
+/// A list as a stream of pages, as the Stream* twins of the List* RPCs answer.
+fn pages<T: Clone + Send + 'static, R: Send + 'static>(
+    items: Vec<T>,
+    page: impl Fn(Vec<T>) -> R,
+) -> ResponseStream<R> {
+    let pages: Vec<Result<R, Status>> = items
+        .chunks(STREAM_PAGE)
+        .map(|c| Ok(page(c.to_vec())))
+        .collect();
+    Box::pin(tokio_stream::iter(pages))
 }

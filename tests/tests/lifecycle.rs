@@ -1,0 +1,524 @@
+//! Pods and containers as the kubelet drives them, against a real daemon, runtime and registry.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use berth_cri::api::*;
+use berth_cri::client::Client;
+use berth_tests::{BusyboxRegistry, Daemon};
+
+struct Env {
+    // Field order is drop order: the daemon (and the pods it cleans) before the registry.
+    c: Client,
+    d: Daemon,
+    reg: BusyboxRegistry,
+}
+
+async fn env() -> Env {
+    let reg = BusyboxRegistry::start().unwrap();
+    let d = Daemon::start().await.unwrap();
+    let mut c = d.client().await.unwrap();
+    c.image
+        .pull_image(PullImageRequest {
+            image: Some(ImageSpec {
+                image: reg.reference.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    Env { c, d, reg }
+}
+
+fn pod_config(env: &Env, name: &str) -> PodSandboxConfig {
+    PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        hostname: name.into(),
+        log_directory: env
+            .d
+            .dir
+            .path()
+            .join("logs")
+            .join(name)
+            .display()
+            .to_string(),
+        dns_config: Some(DnsConfig {
+            servers: vec!["10.96.0.10".into()],
+            searches: vec!["default.svc.cluster.local".into()],
+            options: vec!["ndots:5".into()],
+        }),
+        labels: HashMap::from([("app".into(), name.into())]),
+        // As the kubelet sends it: the pod's network and IPC, a PID namespace per container.
+        linux: Some(LinuxPodSandboxConfig {
+            security_context: Some(LinuxSandboxSecurityContext {
+                namespace_options: Some(NamespaceOption {
+                    network: NamespaceMode::Pod as i32,
+                    pid: NamespaceMode::Container as i32,
+                    ipc: NamespaceMode::Pod as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn container_config(env: &Env, name: &str, args: &[&str]) -> ContainerConfig {
+    ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(ImageSpec {
+            image: env.reg.reference.clone(),
+            ..Default::default()
+        }),
+        command: args.iter().map(|s| s.to_string()).collect(),
+        log_path: format!("{name}.log"),
+        labels: HashMap::from([("container".into(), name.into())]),
+        ..Default::default()
+    }
+}
+
+async fn run_pod(env: &mut Env, name: &str) -> (String, PodSandboxConfig) {
+    let config = pod_config(env, name);
+    let id = env
+        .c
+        .runtime
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
+    (id, config)
+}
+
+async fn create(
+    env: &mut Env,
+    pod: &(String, PodSandboxConfig),
+    config: ContainerConfig,
+) -> Result<String, tonic::Status> {
+    env.c
+        .runtime
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod.0.clone(),
+            config: Some(config),
+            sandbox_config: Some(pod.1.clone()),
+        })
+        .await
+        .map(|r| r.into_inner().container_id)
+}
+
+/// Creates a container `name` running `args` from the harness image.
+async fn create_new(
+    env: &mut Env,
+    pod: &(String, PodSandboxConfig),
+    (name, args): (&str, &[&str]),
+) -> Result<String, tonic::Status> {
+    let config = container_config(env, name, args);
+    create(env, pod, config).await
+}
+
+async fn start(env: &mut Env, id: &str) {
+    env.c
+        .runtime
+        .start_container(StartContainerRequest {
+            container_id: id.into(),
+        })
+        .await
+        .unwrap();
+}
+
+async fn status(env: &mut Env, id: &str) -> ContainerStatus {
+    env.c
+        .runtime
+        .container_status(ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap()
+}
+
+async fn wait_exited(env: &mut Env, id: &str) -> ContainerStatus {
+    for _ in 0..500 {
+        let s = status(env, id).await;
+        if s.state == ContainerState::ContainerExited as i32 {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("container {id} did not exit: {:?}", status(env, id).await);
+}
+
+async fn exec(
+    env: &mut Env,
+    id: &str,
+    cmd: &[&str],
+    timeout: i64,
+) -> Result<ExecSyncResponse, tonic::Status> {
+    env.c
+        .runtime
+        .exec_sync(ExecSyncRequest {
+            container_id: id.into(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            timeout,
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kubelet_lifecycle_of_a_pod_and_its_container() {
+    let mut env = env().await;
+    let pod = run_pod(&mut env, "web").await;
+    let s = env
+        .c
+        .runtime
+        .pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: pod.0.clone(),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        s.status.as_ref().unwrap().state,
+        PodSandboxState::SandboxReady as i32
+    );
+    assert_eq!(
+        s.status.as_ref().unwrap().metadata.as_ref().unwrap().name,
+        "web"
+    );
+
+    let id = create_new(
+        &mut env,
+        &pod,
+        (
+            "app",
+            &["sh", "-c", "echo hello; echo oops >&2; sleep 3600"],
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        status(&mut env, &id).await.state,
+        ContainerState::ContainerCreated as i32
+    );
+    start(&mut env, &id).await;
+    let st = status(&mut env, &id).await;
+    assert_eq!(st.state, ContainerState::ContainerRunning as i32);
+    assert!(st.started_at > 0);
+    assert_eq!(st.image_id, env.reg.image.id());
+    assert!(std::path::Path::new(&st.log_path).is_absolute());
+
+    // The container sees its pod: hostname, DNS, PID 1.
+    let out = exec(&mut env, &id, &["hostname"], 10).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "web");
+    let out = exec(&mut env, &id, &["cat", "/etc/resolv.conf"], 10)
+        .await
+        .unwrap();
+    let resolv = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        resolv.contains("nameserver 10.96.0.10")
+            && resolv.contains("search default.svc.cluster.local"),
+        "{resolv}"
+    );
+    let out = exec(
+        &mut env,
+        &id,
+        &["sh", "-c", "echo out; echo err >&2; exit 3"],
+        10,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (out.exit_code, out.stdout.as_slice(), out.stderr.as_slice()),
+        (3, &b"out\n"[..], &b"err\n"[..])
+    );
+
+    // Logs in the CRI format, in the file the kubelet reads.
+    let log = std::fs::read_to_string(&st.log_path).unwrap();
+    assert!(log.lines().any(|l| l.ends_with(" stdout F hello")), "{log}");
+    assert!(log.lines().any(|l| l.ends_with(" stderr F oops")), "{log}");
+
+    env.c
+        .runtime
+        .stop_container(StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 2,
+        })
+        .await
+        .unwrap();
+    let st = wait_exited(&mut env, &id).await;
+    assert!(st.finished_at >= st.started_at);
+
+    let listed = env
+        .c
+        .runtime
+        .list_containers(ListContainersRequest {
+            filter: Some(ContainerFilter {
+                pod_sandbox_id: pod.0.clone(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert_eq!(listed.len(), 1);
+
+    env.c
+        .runtime
+        .remove_container(RemoveContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    env.c
+        .runtime
+        .remove_container(RemoveContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    env.c
+        .runtime
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.0.clone(),
+        })
+        .await
+        .unwrap();
+    env.c
+        .runtime
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.0.clone(),
+        })
+        .await
+        .unwrap();
+    env.c
+        .runtime
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod.0.clone(),
+        })
+        .await
+        .unwrap();
+    env.c
+        .runtime
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod.0.clone(),
+        })
+        .await
+        .unwrap();
+    let pods = env
+        .c
+        .runtime
+        .list_pod_sandbox(ListPodSandboxRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert!(pods.is_empty());
+    // Nothing left pinned.
+    assert!(!env.d.dir.path().join("s/pods").join(&pod.0).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_codes_and_reasons() {
+    let mut env = env().await;
+    let pod = run_pod(&mut env, "exits").await;
+    let ok = create_new(&mut env, &pod, ("ok", &["true"])).await.unwrap();
+    let three = create_new(&mut env, &pod, ("three", &["sh", "-c", "exit 3"]))
+        .await
+        .unwrap();
+    start(&mut env, &ok).await;
+    start(&mut env, &three).await;
+    let s = wait_exited(&mut env, &ok).await;
+    assert_eq!((s.exit_code, s.reason.as_str()), (0, "Completed"));
+    let s = wait_exited(&mut env, &three).await;
+    assert_eq!((s.exit_code, s.reason.as_str()), (3, "Error"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_codes() {
+    let mut env = env().await;
+    let pod = run_pod(&mut env, "errs").await;
+    let dup = run_pod_again(&mut env, "errs").await;
+    assert_eq!(dup.code(), tonic::Code::AlreadyExists, "{dup:?}");
+
+    let mut missing_image = container_config(&env, "x", &["true"]);
+    missing_image.image = Some(ImageSpec {
+        image: "never/pulled:v1".into(),
+        ..Default::default()
+    });
+    let e = create(&mut env, &pod, missing_image).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+
+    let first = create_new(&mut env, &pod, ("same", &["true"]))
+        .await
+        .unwrap();
+    let e = create_new(&mut env, &pod, ("same", &["true"]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::AlreadyExists, "{e:?}");
+    assert!(e.message().contains(&first), "{}", e.message());
+
+    let e = create_new(
+        &mut env,
+        &("nosuchpod".into(), pod.1.clone()),
+        ("y", &["true"]),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+
+    let e = env
+        .c
+        .runtime
+        .container_status(ContainerStatusRequest {
+            container_id: "nosuch".into(),
+            verbose: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+    // Idempotent calls on unknown ids succeed.
+    env.c
+        .runtime
+        .stop_container(StopContainerRequest {
+            container_id: "nosuch".into(),
+            timeout: 0,
+        })
+        .await
+        .unwrap();
+    env.c
+        .runtime
+        .remove_container(RemoveContainerRequest {
+            container_id: "nosuch".into(),
+        })
+        .await
+        .unwrap();
+    env.c
+        .runtime
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: "nosuch".into(),
+        })
+        .await
+        .unwrap();
+    env.c
+        .runtime
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: "nosuch".into(),
+        })
+        .await
+        .unwrap();
+}
+
+async fn run_pod_again(env: &mut Env, name: &str) -> tonic::Status {
+    env.c
+        .runtime
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(pod_config(env, name)),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap_err()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_sync_timeout_kills_the_command() {
+    let mut env = env().await;
+    let pod = run_pod(&mut env, "slow").await;
+    let id = create_new(&mut env, &pod, ("app", &["sleep", "3600"]))
+        .await
+        .unwrap();
+    start(&mut env, &id).await;
+    let started = std::time::Instant::now();
+    let e = exec(&mut env, &id, &["sleep", "60"], 1).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::DeadlineExceeded, "{e:?}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let out = exec(&mut env, &id, &["pgrep", "-f", "^sleep 60$"], 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        out.exit_code,
+        1,
+        "the timed-out sleep must be gone, found pid {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_daemon_finds_its_pods_and_containers_again() {
+    let mut env = env().await;
+    let pod = run_pod(&mut env, "survivor").await;
+    let running = create_new(&mut env, &pod, ("running", &["sleep", "3600"]))
+        .await
+        .unwrap();
+    let exits = create_new(&mut env, &pod, ("exits", &["sh", "-c", "sleep 1; exit 7"]))
+        .await
+        .unwrap();
+    start(&mut env, &running).await;
+    start(&mut env, &exits).await;
+
+    env.d.kill().unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await; // `exits` finishes while the daemon is down
+    env.d.spawn().await.unwrap();
+    env.c = env.d.client().await.unwrap();
+
+    let pods = env
+        .c
+        .runtime
+        .list_pod_sandbox(ListPodSandboxRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert_eq!(pods.len(), 1);
+    assert_eq!(pods[0].state, PodSandboxState::SandboxReady as i32);
+    assert_eq!(
+        status(&mut env, &running).await.state,
+        ContainerState::ContainerRunning as i32
+    );
+    let s = wait_exited(&mut env, &exits).await;
+    assert_eq!(s.exit_code, 7);
+    assert!(s.finished_at > 0);
+    // Still controllable.
+    let out = exec(&mut env, &running, &["echo", "alive"], 10)
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, b"alive\n");
+    env.c
+        .runtime
+        .stop_container(StopContainerRequest {
+            container_id: running.clone(),
+            timeout: 1,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        wait_exited(&mut env, &running).await.state,
+        ContainerState::ContainerExited as i32
+    );
+    env.c
+        .runtime
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod.0.clone(),
+        })
+        .await
+        .unwrap();
+}
