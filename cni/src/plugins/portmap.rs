@@ -1,0 +1,269 @@
+//! `berth-portmap`: publishes `hostPort -> pod:containerPort` (TCP and UDP) with nftables.
+//!
+//! Everything lives in one `inet berth_portmap` table:
+//! - `prerouting` and `output` (nat) send packets addressed to any local address into
+//!   `hostports`, so a hostPort answers from other hosts and from the host itself;
+//! - `hostports` jumps to one chain per attachment, holding its DNAT rules;
+//! - `postrouting` masquerades DNATed traffic from 127.0.0.0/8 (which also needs
+//!   `route_localnet` on the bridge) and hairpin traffic from the pod to itself.
+//!
+//! Rules in shared chains carry a comment naming the attachment's chain, which is how DEL
+//! finds them. A file lock serialises our own ADD/DEL so DEL may drop the table when empty.
+
+use std::fs::OpenOptions;
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{Args, Plugin, PluginError, prev_result, short_hash, sysctl};
+use crate::client::result::CniResult;
+use crate::nft;
+
+const TABLE: &str = "berth_portmap";
+const LOCK: &str = "/run/berth-portmap.lock";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Mapping {
+    host_port: u16,
+    container_port: u16,
+    #[serde(default)]
+    protocol: String,
+    #[serde(rename = "hostIP", default)]
+    host_ip: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RuntimeConfig {
+    #[serde(default)]
+    port_mappings: Vec<Mapping>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Conf {
+    #[serde(default)]
+    runtime_config: RuntimeConfig,
+    #[serde(default)]
+    snat: Option<bool>,
+}
+
+fn tag(a: &Args) -> String {
+    format!("p{}", short_hash(&[&a.container_id, &a.ifname]))
+}
+
+/// Held for its Drop: closing the file releases the flock.
+struct Lock(#[allow(dead_code)] std::fs::File);
+
+fn lock() -> Result<Lock, PluginError> {
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(LOCK)?;
+    // SAFETY: flock on our own fd; released on close.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    Ok(Lock(f))
+}
+
+/// The nft script for one attachment (table and base chains are created idempotently).
+fn add_script(
+    tag: &str,
+    maps: &[Mapping],
+    pod4: Option<IpAddr>,
+    pod6: Option<IpAddr>,
+    snat: bool,
+) -> Result<String, PluginError> {
+    let t = TABLE;
+    let mut s = format!(
+        "add table inet {t}\n\
+         add chain inet {t} hostports\n\
+         add chain inet {t} masq\n\
+         add chain inet {t} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}\n\
+         add chain inet {t} output {{ type nat hook output priority -100; policy accept; }}\n\
+         add chain inet {t} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}\n\
+         flush chain inet {t} prerouting\n\
+         flush chain inet {t} output\n\
+         flush chain inet {t} postrouting\n\
+         add rule inet {t} prerouting fib daddr type local jump hostports\n\
+         add rule inet {t} output fib daddr type local jump hostports\n\
+         add rule inet {t} postrouting ct status dnat jump masq\n\
+         add chain inet {t} {tag}\n\
+         flush chain inet {t} {tag}\n"
+    );
+    for m in maps {
+        let proto = match m.protocol.to_ascii_lowercase().as_str() {
+            "" | "tcp" => "tcp",
+            "udp" => "udp",
+            "sctp" => "sctp",
+            p => return Err(PluginError::config(format!("unsupported protocol {p:?}"))),
+        };
+        let host_ip: Option<IpAddr> = match m.host_ip.as_deref() {
+            None | Some("") | Some("0.0.0.0") | Some("::") => None,
+            Some(h) => Some(
+                h.parse()
+                    .map_err(|_| PluginError::config(format!("invalid hostIP {h:?}")))?,
+            ),
+        };
+        for pod in [pod4, pod6].into_iter().flatten() {
+            if host_ip.is_some_and(|h| h.is_ipv4() != pod.is_ipv4()) {
+                continue;
+            }
+            let (fam, nfproto) = if pod.is_ipv4() {
+                ("ip", "ipv4")
+            } else {
+                ("ip6", "ipv6")
+            };
+            let dest = if pod.is_ipv4() {
+                format!("{pod}:{}", m.container_port)
+            } else {
+                format!("[{pod}]:{}", m.container_port)
+            };
+            let hmatch = host_ip
+                .map(|h| format!("{fam} daddr {h} "))
+                .unwrap_or_default();
+            s.push_str(&format!(
+                "add rule inet {t} {tag} meta nfproto {nfproto} {hmatch}{proto} dport {} dnat {fam} to {dest}\n",
+                m.host_port
+            ));
+        }
+    }
+    s.push_str(&format!(
+        "add rule inet {t} hostports jump {tag} comment \"{tag}\"\n"
+    ));
+    if snat {
+        if let Some(p) = pod4 {
+            s.push_str(&format!("add rule inet {t} masq ip saddr 127.0.0.0/8 ip daddr {p} masquerade comment \"{tag}\"\n"));
+            s.push_str(&format!(
+                "add rule inet {t} masq ip saddr {p} ip daddr {p} masquerade comment \"{tag}\"\n"
+            ));
+        }
+        if let Some(p) = pod6 {
+            s.push_str(&format!(
+                "add rule inet {t} masq ip6 saddr {p} ip6 daddr {p} masquerade comment \"{tag}\"\n"
+            ));
+        }
+    }
+    Ok(s)
+}
+
+pub struct Portmap;
+
+impl Plugin for Portmap {
+    fn add(&self, a: &Args) -> Result<CniResult, PluginError> {
+        let c: Conf = a.conf()?;
+        let raw: Value = a.conf()?;
+        let prev = prev_result(&raw)?
+            .ok_or_else(|| PluginError::config("portmap must be chained: no prevResult"))?;
+        let maps = &c.runtime_config.port_mappings;
+        if maps.is_empty() {
+            return Ok(prev);
+        }
+        let ips = prev.sandbox_ips();
+        let pod4 = ips.iter().find(|n| n.is_ipv4()).map(|n| n.addr);
+        let pod6 = ips.iter().find(|n| !n.is_ipv4()).map(|n| n.addr);
+        if pod4.is_none() && pod6.is_none() {
+            return Err(PluginError::config(
+                "portmap: prevResult has no pod address",
+            ));
+        }
+        let snat = c.snat.unwrap_or(true);
+        if snat && pod4.is_some() {
+            // 127.0.0.1 -> pod needs the host side to route loopback sources out of the bridge.
+            if let Some(host_if) = prev
+                .interfaces
+                .iter()
+                .find(|i| i.sandbox.as_deref().is_none_or(str::is_empty))
+            {
+                sysctl(
+                    &format!("net/ipv4/conf/{}/route_localnet", host_if.name),
+                    "1",
+                )?;
+            }
+        }
+        let script = add_script(&tag(a), maps, pod4, pod6, snat)?;
+        let _l = lock()?;
+        nft::apply(&script)?;
+        Ok(prev)
+    }
+
+    fn del(&self, a: &Args) -> Result<(), PluginError> {
+        let _l = lock()?;
+        let t = tag(a);
+        if let Some(before) = nft::delete_tagged("inet", TABLE, &t)? {
+            let others = before.chains.iter().any(|c| {
+                c != &t
+                    && !matches!(
+                        c.as_str(),
+                        "hostports" | "masq" | "prerouting" | "output" | "postrouting"
+                    )
+            });
+            if !others {
+                nft::apply(&format!("delete table inet {TABLE}\n"))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn check(&self, a: &Args) -> Result<(), PluginError> {
+        let c: Conf = a.conf()?;
+        if c.runtime_config.port_mappings.is_empty() {
+            return Ok(());
+        }
+        let l = nft::list_table("inet", TABLE)?
+            .ok_or_else(|| PluginError::internal("portmap table missing"))?;
+        if l.chains.iter().any(|ch| *ch == tag(a)) {
+            Ok(())
+        } else {
+            Err(PluginError::internal("portmap chain missing"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_has_dnat_and_masq_per_family() {
+        let m = Mapping {
+            host_port: 18080,
+            container_port: 80,
+            protocol: "TCP".into(),
+            host_ip: None,
+        };
+        let u = Mapping {
+            host_port: 5353,
+            container_port: 53,
+            protocol: "udp".into(),
+            host_ip: Some("10.0.0.1".into()),
+        };
+        let s = add_script(
+            "pabc",
+            &[m, u],
+            Some("10.88.0.5".parse().unwrap()),
+            Some("fd00::5".parse().unwrap()),
+            true,
+        )
+        .unwrap();
+        assert!(
+            s.contains("meta nfproto ipv4 tcp dport 18080 dnat ip to 10.88.0.5:80"),
+            "{s}"
+        );
+        assert!(
+            s.contains("meta nfproto ipv6 tcp dport 18080 dnat ip6 to [fd00::5]:80"),
+            "{s}"
+        );
+        assert!(
+            s.contains("ip daddr 10.0.0.1 udp dport 5353 dnat ip to 10.88.0.5:53"),
+            "{s}"
+        );
+        assert!(!s.contains("ip6 daddr 10.0.0.1"), "{s}");
+        assert!(s.contains("ip saddr 127.0.0.0/8 ip daddr 10.88.0.5 masquerade comment \"pabc\""));
+    }
+}
