@@ -12,12 +12,13 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
 
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload,
+    DefaultNla, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader,
+    NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    LinkProtoInfoBridge,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -242,6 +243,21 @@ impl Netlink {
             msg.attributes.push(LinkAttribute::Mtu(mtu));
         }
         self.request("set link", RouteNetlinkMessage::SetLink(msg), NLM_F_ACK)
+            .map(|_| ())
+    }
+
+    /// Lets a bridge port send frames back out the port they came in on (pod to its own
+    /// hostPort through the gateway). Done over netlink (IFLA_BRPORT_MODE) rather than sysfs,
+    /// because /sys shows the namespace it was mounted in, not the caller's.
+    pub fn set_hairpin(&mut self, index: u32, on: bool) -> Result<()> {
+        const IFLA_BRPORT_MODE: u16 = 4;
+        let mut msg = LinkMessage::default();
+        msg.header.interface_family = AddressFamily::Bridge;
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::ProtoInfoBridge(vec![
+            LinkProtoInfoBridge::Other(DefaultNla::new(IFLA_BRPORT_MODE, vec![on as u8])),
+        ]));
+        self.request("set hairpin", RouteNetlinkMessage::SetLink(msg), NLM_F_ACK)
             .map(|_| ())
     }
 

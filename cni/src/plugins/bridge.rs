@@ -120,11 +120,7 @@ impl Bridge {
             .ok_or_else(|| PluginError::internal(format!("veth {host_name} vanished")))?;
         nl.set_link(host.index, Some(true), None, Some(br.index), None)?;
         if c.hairpin_mode {
-            std::fs::write(
-                format!("/sys/class/net/{host_name}/brport/hairpin_mode"),
-                "1",
-            )
-            .map_err(|e| PluginError::new(code::IO, format!("set hairpin on {host_name}: {e}")))?;
+            nl.set_hairpin(host.index, true)?;
         }
 
         let gw4 = ipam

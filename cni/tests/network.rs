@@ -1,0 +1,309 @@
+//! Pod networking end to end, as root, inside throwaway namespaces: our plugins and the
+//! reference plugins driven by the same client, plus our plugins driven directly by the spec.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use berth_cni::client::CniResult;
+use common::{Flavor, Netns, TestNet, fetch, pod, serve};
+use serde_json::Value;
+
+/// Two pods on one bridge reach each other; a hostPort answers on 127.0.0.1 and on the
+/// bridge's gateway address; DEL removes veths, leases and NAT rules.
+fn connectivity(flavor: Flavor, version: &str) {
+    let host = Netns::new("bth");
+    let net = TestNet::new(flavor, version);
+    let client = net.client(flavor);
+    let (pa, pb) = (Netns::new("btp"), Netns::new("btp"));
+    let a = pod(&pa, &[]);
+    let b = pod(&pb, &[(18080, 80, "tcp")]);
+    let (ra, rb): (CniResult, CniResult) =
+        host.block_on(|| async { (client.add(&a).await.unwrap(), client.add(&b).await.unwrap()) });
+    let ip_b = rb.sandbox_ips()[0].addr;
+    assert_eq!(ra.cni_version, version);
+    assert!(
+        net.subnet
+            .starts_with(&ra.sandbox_ips()[0].trunc().addr.to_string())
+    );
+    assert_eq!(net.leases().len(), 2);
+
+    serve(&pb, 80, "hello", 3);
+    assert_eq!(
+        fetch(&pa, &format!("{ip_b}:80")).unwrap(),
+        "hello",
+        "pod to pod"
+    );
+    assert_eq!(
+        fetch(&host, "127.0.0.1:18080").unwrap(),
+        "hello",
+        "hostPort on 127.0.0.1"
+    );
+    assert_eq!(
+        fetch(&host, &format!("{}:18080", net.gateway)).unwrap(),
+        "hello",
+        "hostPort on the gateway address"
+    );
+
+    host.block_on(|| async {
+        client.check(&a).await.unwrap();
+        client.del(&a).await.unwrap();
+        client.del(&b).await.unwrap();
+        // DEL is idempotent.
+        client.del(&b).await.unwrap();
+    });
+    let links = host.link_names();
+    assert!(
+        links.iter().all(|l| !l.starts_with("veth")),
+        "veths left: {links:?}"
+    );
+    assert!(net.leases().is_empty(), "leases left: {:?}", net.leases());
+    assert!(
+        !host.nft_ruleset().contains(&ip_b.to_string()),
+        "nat rules left:\n{}",
+        host.nft_ruleset()
+    );
+    assert!(fetch(&host, "127.0.0.1:18080").is_err());
+}
+
+#[test]
+fn berth_plugins_connect_pods_and_publish_ports() {
+    require_root!();
+    connectivity(Flavor::Berth, "1.0.0");
+}
+
+#[test]
+fn berth_plugins_speak_0_4_0_and_1_1_0() {
+    require_root!();
+    connectivity(Flavor::Berth, "0.4.0");
+    connectivity(Flavor::Berth, "1.1.0");
+}
+
+#[test]
+fn reference_plugins_work_through_the_same_client() {
+    require_root!();
+    if !std::path::Path::new(common::REFERENCE_BIN_DIR)
+        .join("bridge")
+        .exists()
+    {
+        eprintln!("skipped: reference plugins not installed");
+        return;
+    }
+    connectivity(Flavor::Reference, "1.0.0");
+}
+
+#[test]
+fn fifty_add_del_cycles_leave_nothing() {
+    require_root!();
+    let host = Netns::new("bth");
+    let net = TestNet::new(Flavor::Berth, "1.0.0");
+    let client = net.client(Flavor::Berth);
+    let p = Netns::new("btp");
+    host.block_on(|| async {
+        for i in 0..50u16 {
+            let mut pn = pod(&p, &[(20000 + i, 80, "tcp"), (20000 + i, 53, "udp")]);
+            pn.id = format!("cycle{i}");
+            client.add(&pn).await.unwrap();
+            client.del(&pn).await.unwrap();
+        }
+    });
+    let links = host.link_names();
+    assert!(
+        links.iter().all(|l| l == "lo" || *l == net.bridge),
+        "links left: {links:?}"
+    );
+    assert!(p.link_names().iter().all(|l| l == "lo"), "pod links left");
+    assert!(net.leases().is_empty(), "leases left: {:?}", net.leases());
+    let rules = host.nft_ruleset();
+    assert!(!rules.contains("berth_portmap"), "nft left:\n{rules}");
+    let cache = std::fs::read_dir(net.dir.path().join("cache/results"))
+        .unwrap()
+        .count();
+    assert_eq!(cache, 0, "cache entries left");
+}
+
+#[test]
+fn cached_result_allows_del_after_restart_and_config_change() {
+    require_root!();
+    let host = Netns::new("bth");
+    let net = TestNet::new(Flavor::Berth, "1.0.0");
+    let p = Netns::new("btp");
+    let pn = pod(&p, &[(18081, 80, "tcp")]);
+    host.block_on(|| async { net.client(Flavor::Berth).add(&pn).await.unwrap() });
+    // "Restart": a new client, and the network config is gone from the conf dir.
+    std::fs::remove_file(net.dir.path().join("net.d/10-test.conflist")).unwrap();
+    let fresh = net.client(Flavor::Berth);
+    host.block_on(|| async { fresh.del(&pn).await.unwrap() });
+    assert!(net.leases().is_empty());
+    assert!(host.link_names().iter().all(|l| !l.starts_with("veth")));
+    assert!(!host.nft_ruleset().contains("dnat"));
+    assert!(p.link_names().iter().all(|l| l == "lo"));
+}
+
+/// Runs one of our plugins the way any runtime would: CNI_* env, config on stdin.
+fn exec_plugin(host: &Netns, bin: &str, env: &[(&str, &str)], stdin: &Value) -> (bool, Value) {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &host.name, bin]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.env("CNI_PATH", common::our_bin_dir());
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&serde_json::to_vec(stdin).unwrap())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let v = if out.stdout.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    (out.status.success(), v)
+}
+
+/// Checks the shape the spec requires of an ADD result.
+fn assert_spec_result(v: &Value, version: &str, netns: &str) {
+    assert_eq!(v["cniVersion"], version);
+    let ifaces = v["interfaces"].as_array().expect("interfaces");
+    for i in ifaces {
+        assert!(i["name"].as_str().is_some_and(|n| !n.is_empty()));
+        let mac = i["mac"].as_str().unwrap_or_default();
+        assert_eq!(mac.len(), 17, "mac {mac}");
+    }
+    let ips = v["ips"].as_array().expect("ips");
+    assert!(!ips.is_empty());
+    for ip in ips {
+        let idx = ip["interface"].as_u64().expect("interface index") as usize;
+        assert_eq!(
+            ifaces[idx]["sandbox"], netns,
+            "ip points at the sandbox interface"
+        );
+        ip["address"]
+            .as_str()
+            .unwrap()
+            .parse::<berth_cni::cidr::IpNet>()
+            .unwrap();
+        assert_eq!(
+            ip.get("version").is_some(),
+            version.starts_with("0."),
+            "ips[].version only in 0.x"
+        );
+    }
+    for r in v["routes"].as_array().into_iter().flatten() {
+        r["dst"]
+            .as_str()
+            .unwrap()
+            .parse::<berth_cni::cidr::IpNet>()
+            .unwrap();
+    }
+}
+
+#[test]
+fn plugins_driven_by_the_spec_produce_valid_results() {
+    require_root!();
+    let host = Netns::new("bth");
+    let p = Netns::new("btp");
+    let dir = tempfile::tempdir().unwrap();
+    let bin = |n: &str| common::our_bin_dir().join(n).to_string_lossy().into_owned();
+    let netns = p.path.to_string_lossy().into_owned();
+    for version in ["0.4.0", "1.0.0", "1.1.0"] {
+        let bridge = common::unique("bt");
+        let conf = serde_json::json!({
+            "cniVersion": version, "name": "specnet", "type": "berth-bridge", "bridge": bridge,
+            "isGateway": true, "mtu": 1400,
+            "ipam": { "type": "berth-host-local", "dataDir": dir.path(),
+                      "ranges": [[{"subnet": "10.231.7.0/24"}], [{"subnet": "fd00:231:7::/64"}]],
+                      "routes": [{"dst": "0.0.0.0/0"}] }
+        });
+        let env = [
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", "spec1"),
+            ("CNI_NETNS", netns.as_str()),
+            ("CNI_IFNAME", "eth0"),
+        ];
+        let (ok, v) = exec_plugin(&host, &bin("berth-bridge"), &env, &conf);
+        assert!(ok, "{v}");
+        assert_spec_result(&v, version, &netns);
+        assert_eq!(v["ips"].as_array().unwrap().len(), 2, "dual stack: {v}");
+        let v4 = v["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().to_string();
+        let lease = dir.path().join("specnet").join(&v4);
+        assert!(lease.exists(), "lease file {lease:?}");
+
+        let mut chained = serde_json::json!({"cniVersion": version, "name": "specnet", "type": "berth-portmap",
+            "runtimeConfig": {"portMappings": [{"hostPort": 18090, "containerPort": 80, "protocol": "tcp"}]}});
+        chained["prevResult"] = v.clone();
+        let (ok, pv) = exec_plugin(&host, &bin("berth-portmap"), &env, &chained);
+        assert!(ok, "{pv}");
+        assert_eq!(pv, v, "portmap passes prevResult through");
+        if version != "0.4.0" {
+            let mut lo =
+                serde_json::json!({"cniVersion": version, "name": "lo", "type": "berth-loopback"});
+            let (ok, lv) = exec_plugin(&host, &bin("berth-loopback"), &env, &lo);
+            assert!(ok, "{lv}");
+            assert_eq!(lv["interfaces"][0]["name"], "lo");
+            lo["prevResult"] = v.clone();
+            let (_, lv) = exec_plugin(&host, &bin("berth-loopback"), &env, &lo);
+            assert_eq!(lv, v);
+        }
+        let mut check = conf.clone();
+        check["prevResult"] = v.clone();
+        let cenv = [
+            ("CNI_COMMAND", "CHECK"),
+            ("CNI_CONTAINERID", "spec1"),
+            ("CNI_NETNS", netns.as_str()),
+            ("CNI_IFNAME", "eth0"),
+        ];
+        let (ok, cv) = exec_plugin(&host, &bin("berth-bridge"), &cenv, &check);
+        assert!(ok, "check: {cv}");
+
+        let denv = [
+            ("CNI_COMMAND", "DEL"),
+            ("CNI_CONTAINERID", "spec1"),
+            ("CNI_NETNS", netns.as_str()),
+            ("CNI_IFNAME", "eth0"),
+        ];
+        assert!(exec_plugin(&host, &bin("berth-portmap"), &denv, &chained).0);
+        assert!(exec_plugin(&host, &bin("berth-bridge"), &denv, &conf).0);
+        assert!(
+            exec_plugin(&host, &bin("berth-bridge"), &denv, &conf).0,
+            "DEL twice is fine"
+        );
+        assert!(!lease.exists());
+        assert!(!host.nft_ruleset().contains("dnat"));
+        assert!(p.link_names().iter().all(|l| l == "lo"));
+    }
+    // Errors come back as spec error JSON.
+    let bad = serde_json::json!({"cniVersion": "1.0.0", "name": "x", "type": "berth-bridge", "ipam": {"type": "berth-host-local"}});
+    let env = [
+        ("CNI_COMMAND", "ADD"),
+        ("CNI_CONTAINERID", "e1"),
+        ("CNI_NETNS", netns.as_str()),
+        ("CNI_IFNAME", "eth0"),
+    ];
+    let (ok, v) = exec_plugin(&host, &bin("berth-bridge"), &env, &bad);
+    assert!(!ok);
+    assert_eq!(v["code"], 7, "{v}");
+    assert!(v["msg"].as_str().unwrap().contains("no ranges"), "{v}");
+    let (ok, v) = exec_plugin(
+        &host,
+        &bin("berth-bridge"),
+        &[("CNI_COMMAND", "VERSION")],
+        &Value::Null,
+    );
+    assert!(ok);
+    assert!(
+        v["supportedVersions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x == "1.1.0")
+    );
+}
