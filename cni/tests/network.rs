@@ -233,7 +233,13 @@ fn plugins_driven_by_the_spec_produce_valid_results() {
         assert!(ok, "{v}");
         assert_spec_result(&v, version, &netns);
         assert_eq!(v["ips"].as_array().unwrap().len(), 2, "dual stack: {v}");
-        let v4 = v["ips"][0]["address"].as_str().unwrap().split('/').next().unwrap().to_string();
+        let v4 = v["ips"][0]["address"]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
         let lease = dir.path().join("specnet").join(&v4);
         assert!(lease.exists(), "lease file {lease:?}");
 
