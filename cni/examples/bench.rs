@@ -19,9 +19,15 @@ struct Ns(String);
 
 impl Ns {
     fn new(name: String) -> Self {
-        let ok = Command::new("ip").args(["netns", "add", &name]).status().map(|s| s.success()).unwrap_or(false);
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
         assert!(ok, "ip netns add {name} (are you root?)");
-        let _ = Command::new("ip").args(["-n", &name, "link", "set", "lo", "up"]).status();
+        let _ = Command::new("ip")
+            .args(["-n", &name, "link", "set", "lo", "up"])
+            .status();
         Ns(name)
     }
     fn path(&self) -> PathBuf {
@@ -35,7 +41,13 @@ impl Drop for Ns {
     }
 }
 
-fn conflist(prefix: &str, full: bool, subnet: &str, bridge: &str, data: &Path) -> serde_json::Value {
+fn conflist(
+    prefix: &str,
+    full: bool,
+    subnet: &str,
+    bridge: &str,
+    data: &Path,
+) -> serde_json::Value {
     let mut plugins = vec![serde_json::json!({
         "type": format!("{prefix}bridge"), "bridge": bridge, "isGateway": true, "hairpinMode": true,
         "ipam": {"type": format!("{prefix}host-local"), "ranges": [[{"subnet": subnet}]],
@@ -59,7 +71,13 @@ fn run(bin_dir: &Path, prefix: &str, full: bool, iters: usize, tag: &str) -> (f6
     let pod_ns = Ns::new(format!("bbp{tag}{}", std::process::id()));
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(dir.path().join("net.d")).expect("mkdir");
-    let conf = conflist(prefix, full, "10.239.1.0/24", &format!("bb{tag}"), &dir.path().join("leases"));
+    let conf = conflist(
+        prefix,
+        full,
+        "10.239.1.0/24",
+        &format!("bb{tag}"),
+        &dir.path().join("leases"),
+    );
     std::fs::write(dir.path().join("net.d/10.conflist"), conf.to_string()).expect("write conf");
     let client = CniClient::new(ClientOptions {
         conf_dir: dir.path().join("net.d"),
@@ -69,7 +87,10 @@ fn run(bin_dir: &Path, prefix: &str, full: bool, iters: usize, tag: &str) -> (f6
     });
     let pod_path = pod_ns.path();
     in_netns(&host.path(), move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
         rt.block_on(async {
             let (mut adds, mut dels) = (Vec::new(), Vec::new());
             for i in 0..iters + 2 {
@@ -81,7 +102,12 @@ fn run(bin_dir: &Path, prefix: &str, full: bool, iters: usize, tag: &str) -> (f6
                     namespace: "default".into(),
                     uid: format!("uid{i}"),
                     port_mappings: if full {
-                        vec![PortMapping { host_port: 18080, container_port: 80, protocol: "tcp".into(), host_ip: None }]
+                        vec![PortMapping {
+                            host_port: 18080,
+                            container_port: 80,
+                            protocol: "tcp".into(),
+                            host_ip: None,
+                        }]
                     } else {
                         Vec::new()
                     },
@@ -108,7 +134,11 @@ fn run(bin_dir: &Path, prefix: &str, full: bool, iters: usize, tag: &str) -> (f6
 fn main() {
     let mut iters = 30;
     let exe = std::env::current_exe().expect("current exe");
-    let mut bin_dir = exe.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+    let mut bin_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     let mut ref_dir = PathBuf::from("/usr/lib/cni");
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -118,13 +148,35 @@ fn main() {
             n => iters = n.parse().unwrap_or(iters),
         }
     }
-    println!("{iters} iterations; ours from {}, reference from {}", bin_dir.display(), ref_dir.display());
-    println!("{:<28} {:>10} {:>10} {:>12}", "chain", "ADD ms", "DEL ms", "ADD+DEL ms");
-    for (full, label) in [(false, "bridge+host-local"), (true, "+portmap(1 port)+loopback")] {
+    println!(
+        "{iters} iterations; ours from {}, reference from {}",
+        bin_dir.display(),
+        ref_dir.display()
+    );
+    println!(
+        "{:<28} {:>10} {:>10} {:>12}",
+        "chain", "ADD ms", "DEL ms", "ADD+DEL ms"
+    );
+    for (full, label) in [
+        (false, "bridge+host-local"),
+        (true, "+portmap(1 port)+loopback"),
+    ] {
         let ours = run(&bin_dir, "berth-", full, iters, "o");
         let refs = run(&ref_dir, "", full, iters, "r");
-        println!("{:<28} {:>10.2} {:>10.2} {:>12.2}", format!("berth {label}"), ours.0, ours.1, ours.0 + ours.1);
-        println!("{:<28} {:>10.2} {:>10.2} {:>12.2}", format!("reference {label}"), refs.0, refs.1, refs.0 + refs.1);
+        println!(
+            "{:<28} {:>10.2} {:>10.2} {:>12.2}",
+            format!("berth {label}"),
+            ours.0,
+            ours.1,
+            ours.0 + ours.1
+        );
+        println!(
+            "{:<28} {:>10.2} {:>10.2} {:>12.2}",
+            format!("reference {label}"),
+            refs.0,
+            refs.1,
+            refs.0 + refs.1
+        );
         println!(
             "{:<28} {:>10.2} {:>10.2} {:>12.2}",
             "ratio berth/reference",

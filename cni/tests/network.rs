@@ -7,7 +7,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use berth_cni::client::CniResult;
-use common::{Flavor, Netns, TestNet, fetch, pod, serve};
+use common::{Flavor, Netns, TestNet, fetch, pod, serve, serve_udp, udp_roundtrip};
 use serde_json::Value;
 
 /// Two pods on one bridge reach each other; a hostPort answers on 127.0.0.1 and on the
@@ -18,7 +18,10 @@ fn connectivity(flavor: Flavor, version: &str) {
     let client = net.client(flavor);
     let (pa, pb) = (Netns::new("btp"), Netns::new("btp"));
     let a = pod(&pa, &[]);
-    let b = pod(&pb, &[(18080, 80, "tcp")]);
+    let b = pod(&pb, &[(18080, 80, "tcp"), (15353, 53, "udp")]);
+    // A second "machine" on the host's network, to reach the hostPort from outside.
+    let other = Netns::new("bto");
+    common::link_peer(&host, &other, "192.168.251.1", "192.168.251.2");
     let (ra, rb): (CniResult, CniResult) =
         host.block_on(|| async { (client.add(&a).await.unwrap(), client.add(&b).await.unwrap()) });
     let ip_b = rb.sandbox_ips()[0].addr;
@@ -29,7 +32,8 @@ fn connectivity(flavor: Flavor, version: &str) {
     );
     assert_eq!(net.leases().len(), 2);
 
-    serve(&pb, 80, "hello", 3);
+    serve(&pb, 80, "hello", 4);
+    serve_udp(&pb, 53, 2);
     assert_eq!(
         fetch(&pa, &format!("{ip_b}:80")).unwrap(),
         "hello",
@@ -44,6 +48,21 @@ fn connectivity(flavor: Flavor, version: &str) {
         fetch(&host, &format!("{}:18080", net.gateway)).unwrap(),
         "hello",
         "hostPort on the gateway address"
+    );
+    assert_eq!(
+        fetch(&other, "192.168.251.1:18080").unwrap(),
+        "hello",
+        "hostPort from another host"
+    );
+    assert_eq!(
+        udp_roundtrip(&host, "127.0.0.1:15353", "ping").unwrap(),
+        "ping",
+        "udp hostPort on 127.0.0.1"
+    );
+    assert_eq!(
+        udp_roundtrip(&other, "192.168.251.1:15353", "pong").unwrap(),
+        "pong",
+        "udp hostPort from another host"
     );
 
     host.block_on(|| async {
@@ -312,4 +331,74 @@ fn plugins_driven_by_the_spec_produce_valid_results() {
             .iter()
             .any(|x| x == "1.1.0")
     );
+}
+
+#[test]
+fn concurrent_adds_get_distinct_addresses_and_del_after_netns_is_gone() {
+    require_root!();
+    let host = Netns::new("bth");
+    let net = TestNet::new(Flavor::Berth, "1.0.0");
+    let client = net.client(Flavor::Berth);
+    let pods: Vec<Netns> = (0..8).map(|_| Netns::new("btp")).collect();
+    let nets: Vec<_> = pods
+        .iter()
+        .enumerate()
+        .map(|(i, p)| pod(p, &[(21000 + i as u16, 80, "tcp")]))
+        .collect();
+    let results = host.block_on(|| async {
+        let futs = nets.iter().map(|n| client.add(n));
+        let mut out = Vec::new();
+        for r in futures_join(futs).await {
+            out.push(r.unwrap());
+        }
+        out
+    });
+    let mut ips: Vec<_> = results.iter().map(|r| r.sandbox_ips()[0].addr).collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 8, "distinct addresses");
+    assert_eq!(net.leases().len(), 8);
+    // The pods' namespaces vanish before DEL (runtime crashed and cleaned up its mounts).
+    drop(pods);
+    host.block_on(|| async {
+        for n in &nets {
+            client.del(n).await.unwrap();
+        }
+    });
+    assert!(net.leases().is_empty(), "leases left: {:?}", net.leases());
+    assert!(
+        !host.nft_ruleset().contains("dnat"),
+        "{}",
+        host.nft_ruleset()
+    );
+    assert!(host.link_names().iter().all(|l| !l.starts_with("veth")));
+}
+
+/// Polls all futures together on the current task (no extra dependency for join_all).
+async fn futures_join<F: std::future::Future>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut set: Vec<_> = futs.into_iter().map(Box::pin).map(Some).collect();
+    let mut out: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, slot) in set.iter_mut().enumerate() {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        out[i] = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter()
+        .map(|o| o.expect("polled to completion"))
+        .collect()
 }

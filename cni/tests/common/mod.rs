@@ -8,7 +8,7 @@
 
 use std::future::Future;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -266,6 +266,77 @@ pub fn serve(ns: &Netns, port: u16, reply: &'static str, count: usize) {
             let _ = s.write_all(reply.as_bytes());
         }
     });
+}
+
+/// Wires `other` to `host` with a veth pair (`host_ip`/24 on the host side, `other_ip`/24 on the
+/// other), so `other` plays a second machine on the host's network.
+pub fn link_peer(host: &Netns, other: &Netns, host_ip: &str, other_ip: &str) {
+    let a = unique("bta");
+    let sh = |args: &[&str]| {
+        let st = Command::new("ip").args(args).status().unwrap();
+        assert!(st.success(), "ip {args:?}");
+    };
+    sh(&[
+        "-n",
+        &host.name,
+        "link",
+        "add",
+        &a,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth9",
+        "netns",
+        &other.name,
+    ]);
+    sh(&[
+        "-n",
+        &host.name,
+        "addr",
+        "add",
+        &format!("{host_ip}/24"),
+        "dev",
+        &a,
+    ]);
+    sh(&["-n", &host.name, "link", "set", &a, "up"]);
+    sh(&[
+        "-n",
+        &other.name,
+        "addr",
+        "add",
+        &format!("{other_ip}/24"),
+        "dev",
+        "eth9",
+    ]);
+    sh(&["-n", &other.name, "link", "set", "eth9", "up"]);
+}
+
+/// A UDP echo inside `ns` answering `count` datagrams.
+pub fn serve_udp(ns: &Netns, port: u16, count: usize) {
+    let s: UdpSocket = ns.run(|| UdpSocket::bind(("0.0.0.0", port)).unwrap());
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        for _ in 0..count {
+            if let Ok((n, from)) = s.recv_from(&mut buf) {
+                let _ = s.send_to(&buf[..n], from);
+            }
+        }
+    });
+}
+
+/// Sends one datagram from inside `ns` and returns the reply.
+pub fn udp_roundtrip(ns: &Netns, addr: &str, msg: &str) -> std::io::Result<String> {
+    let addr: SocketAddr = addr.parse().unwrap();
+    let msg = msg.to_string();
+    ns.run(move || {
+        let s = UdpSocket::bind("0.0.0.0:0")?;
+        s.set_read_timeout(Some(Duration::from_secs(3)))?;
+        s.send_to(msg.as_bytes(), addr)?;
+        let mut buf = [0u8; 512];
+        let (n, _) = s.recv_from(&mut buf)?;
+        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+    })
 }
 
 /// Connects from inside `ns` and returns what the peer sent.
