@@ -175,6 +175,12 @@ async fn failing_plugin_message_reaches_the_caller() {
         }
         other => panic!("{other:?}"),
     }
+    let order: Vec<String> = e.log("order").lines().map(str::to_string).collect();
+    assert_eq!(
+        order,
+        ["main ADD", "pm DEL", "main DEL"],
+        "a failed ADD is rolled back"
+    );
     let e2 = Env::new(chain("1.0.0"));
     fake(&e2.bin(), "main", "echo 'segfault-ish' >&2; exit 2");
     let err = CniClient::new(e2.opts(Duration::from_secs(10)))

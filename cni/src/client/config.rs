@@ -93,11 +93,20 @@ impl NetworkConfigList {
         if name.is_empty() {
             return Err(invalid("missing network name".into()));
         }
-        let cni_version = list
+        let mut cni_version = list
             .get("cniVersion")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
+        // 1.1 lists may offer several versions in `cniVersions`: take the highest we speak.
+        if let Some(vs) = list.get("cniVersions").and_then(Value::as_array)
+            && let Some(best) = SUPPORTED_VERSIONS
+                .iter()
+                .rev()
+                .find(|s| vs.iter().any(|v| v.as_str() == Some(**s)))
+        {
+            cni_version = best.to_string();
+        }
         if !SUPPORTED_VERSIONS.contains(&cni_version.as_str()) {
             return Err(invalid(format!("unsupported cniVersion {cni_version:?}")));
         }
@@ -356,6 +365,17 @@ mod tests {
         let l = load_dir(d.path()).unwrap();
         let types: Vec<_> = l.plugins.iter().map(|p| p.plugin_type.as_str()).collect();
         assert_eq!(types, ["berth-bridge", "berth-portmap", "berth-loopback"]);
+    }
+
+    #[test]
+    fn cni_versions_picks_highest_supported() {
+        let l = NetworkConfigList::parse(
+            br#"{"cniVersion":"1.0.0","cniVersions":["1.0.0","1.1.0","9.0.0"],"name":"n","plugins":[{"type":"x"}]}"#,
+            false,
+            Path::new("t"),
+        )
+        .unwrap();
+        assert_eq!(l.cni_version, "1.1.0");
     }
 
     #[test]

@@ -9,6 +9,34 @@
 //! - [`CniClient::del`] tears down with the *cached* config and result when there is one, so it
 //!   works after a daemon restart or a config change; plugins run in reverse order.
 //! - Plugins are run by [`exec`] with a timeout; their error JSON becomes [`CniError::Plugin`].
+//! - A failed ADD is rolled back with a best-effort DEL before the error is returned.
+//!
+//! How a runtime uses it (RunPodSandbox / StopPodSandbox / Status):
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), berth_cni::client::CniError> {
+//! use berth_cni::client::{ClientOptions, CniClient, PodNetwork, PortMapping, config::DefaultNetwork};
+//!
+//! let cni = CniClient::new(ClientOptions::default());
+//! cni.ensure_default(&DefaultNetwork::default())?; // at start-up, if the conf dir is empty
+//! if let Err(why) = cni.ready().await {
+//!     // report NetworkReady=false with `why.to_string()` as the message
+//! }
+//! let pod = PodNetwork {
+//!     id: "sandbox-id".into(),
+//!     netns: "/run/berth/pods/sandbox-id/ns/net".into(),
+//!     ifname: "eth0".into(),
+//!     name: "web".into(),
+//!     namespace: "default".into(),
+//!     uid: "pod-uid".into(),
+//!     port_mappings: vec![PortMapping { host_port: 18080, container_port: 80, protocol: "tcp".into(), host_ip: None }],
+//!     ..Default::default()
+//! };
+//! let result = cni.add(&pod).await?;      // RunPodSandbox
+//! let pod_ips = result.sandbox_ips();     // PodSandboxStatus.network (both families)
+//! cni.del(&pod).await?;                   // StopPodSandbox: works after a restart too
+//! # Ok(()) }
+//! ```
 
 pub mod cache;
 pub mod config;
@@ -280,25 +308,15 @@ impl Network {
             result: None,
         };
         cache::save(&self.cache_dir, &entry)?;
-        let mut prev: Option<Value> = None;
-        for idx in 0..list.plugins.len() {
-            let out = self
-                .run_plugin(list, idx, &inv, &caps, prev.as_ref())
-                .await?;
-            let plugin = list.plugins[idx].plugin_type.clone();
-            let v: Value = serde_json::from_slice(&out).map_err(|e| CniError::InvalidResult {
-                plugin: plugin.clone(),
-                reason: e.to_string(),
-            })?;
-            if !v.is_object() {
-                return Err(CniError::InvalidResult {
-                    plugin,
-                    reason: "not a json object".into(),
-                });
+        let prev = match self.add_chain(list, &inv, &caps).await {
+            Ok(v) => v,
+            Err(e) => {
+                // Undo what the plugins before the failing one did, so a failed ADD leaks
+                // nothing; the cache entry stays if this DEL fails too, for a later retry.
+                let _ = self.del_with(pod, list, &caps, None).await;
+                return Err(e);
             }
-            prev = Some(v);
-        }
-        let prev = prev.unwrap_or_default();
+        };
         let result: CniResult =
             serde_json::from_value(prev.clone()).map_err(|e| CniError::InvalidResult {
                 plugin: list
@@ -311,6 +329,31 @@ impl Network {
         entry.result = Some(prev);
         cache::save(&self.cache_dir, &entry)?;
         Ok(result)
+    }
+
+    async fn add_chain(
+        &self,
+        list: &NetworkConfigList,
+        inv: &Invocation,
+        caps: &Map<String, Value>,
+    ) -> Result<Value, CniError> {
+        let mut prev: Option<Value> = None;
+        for idx in 0..list.plugins.len() {
+            let out = self.run_plugin(list, idx, inv, caps, prev.as_ref()).await?;
+            let plugin = &list.plugins[idx].plugin_type;
+            let v: Value = serde_json::from_slice(&out).map_err(|e| CniError::InvalidResult {
+                plugin: plugin.clone(),
+                reason: e.to_string(),
+            })?;
+            if !v.is_object() {
+                return Err(CniError::InvalidResult {
+                    plugin: plugin.clone(),
+                    reason: "not a json object".into(),
+                });
+            }
+            prev = Some(v);
+        }
+        Ok(prev.unwrap_or_default())
     }
 
     /// Detaches the pod with this network's config (see [`CniClient::del`] for the cached path).
