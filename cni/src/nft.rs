@@ -123,3 +123,40 @@ pub fn delete_tagged(
     }
     Ok(Some(l))
 }
+
+/// Deletes every attachment chain (named `<prefix><16 hex>`) not in `keep`, with its tagged
+/// rules: the GC counterpart of [`delete_tagged`].
+pub fn delete_untagged_except(
+    family: &str,
+    table: &str,
+    prefix: char,
+    keep: &[String],
+) -> Result<(), NftError> {
+    let Some(l) = list_table(family, table)? else {
+        return Ok(());
+    };
+    let is_attachment = |c: &str| {
+        c.len() == 17 && c.starts_with(prefix) && c[1..].chars().all(|x| x.is_ascii_hexdigit())
+    };
+    let stale: Vec<&String> = l
+        .chains
+        .iter()
+        .filter(|c| is_attachment(c) && !keep.contains(c))
+        .collect();
+    let mut script = String::new();
+    for (chain, handle, comment) in &l.rules {
+        if comment.as_ref().is_some_and(|c| stale.contains(&c)) {
+            script.push_str(&format!(
+                "delete rule {family} {table} {chain} handle {handle}\n"
+            ));
+        }
+    }
+    for c in stale {
+        script.push_str(&format!("flush chain {family} {table} {c}\n"));
+        script.push_str(&format!("delete chain {family} {table} {c}\n"));
+    }
+    if !script.is_empty() {
+        apply(&script)?;
+    }
+    Ok(())
+}

@@ -402,3 +402,49 @@ async fn futures_join<F: std::future::Future>(futs: impl IntoIterator<Item = F>)
         .map(|o| o.expect("polled to completion"))
         .collect()
 }
+
+#[test]
+fn gc_releases_what_the_runtime_forgot() {
+    require_root!();
+    let host = Netns::new("bth");
+    let net = TestNet::new(Flavor::Berth, "1.1.0");
+    let client = net.client(Flavor::Berth);
+    let (na, nb, nc) = (Netns::new("btp"), Netns::new("btp"), Netns::new("btp"));
+    let (a, b, c) = (
+        pod(&na, &[(22001, 80, "tcp")]),
+        pod(&nb, &[(22002, 80, "tcp")]),
+        pod(&nc, &[(22003, 80, "tcp")]),
+    );
+    let rb = host.block_on(|| async {
+        client.add(&a).await.unwrap();
+        let rb = client.add(&b).await.unwrap();
+        client.add(&c).await.unwrap();
+        rb
+    });
+    // `a` was lost entirely (cache gone, netns gone); `c` is cached but no longer wanted.
+    let cache = net.dir.path().join("cache/results");
+    std::fs::remove_file(cache.join(format!("{}-{}-eth0", net.name, a.id))).unwrap();
+    drop(na);
+    host.block_on(|| async {
+        client
+            .gc(&[(b.id.clone(), "eth0".to_string())])
+            .await
+            .unwrap()
+    });
+    let ip_b = rb.sandbox_ips()[0].addr.to_string();
+    assert_eq!(
+        net.leases(),
+        std::slice::from_ref(&ip_b),
+        "only b keeps its lease"
+    );
+    let rules = host.nft_ruleset();
+    assert_eq!(rules.matches("dnat ip to").count(), 1, "{rules}");
+    assert!(rules.contains(&format!("{ip_b}:80")), "{rules}");
+    assert_eq!(
+        std::fs::read_dir(&cache).unwrap().count(),
+        1,
+        "only b stays cached"
+    );
+    assert!(nc.link_names().iter().all(|l| l == "lo"), "c was torn down");
+    host.block_on(|| async { client.del(&b).await.unwrap() });
+}

@@ -19,6 +19,9 @@ pub struct CacheEntry {
     pub container_id: String,
     pub if_name: String,
     pub network_name: String,
+    /// The netns path ADD was given, so GC can tear down without the runtime's help.
+    #[serde(default)]
+    pub netns: String,
     /// The network config list exactly as ADD used it.
     pub config: Value,
     pub cni_args: Vec<(String, String)>,
@@ -93,5 +96,17 @@ pub fn for_container(cache_dir: &Path, container_id: &str, ifname: &str) -> Vec<
         .filter_map(|e| fs::read(e.path()).ok())
         .filter_map(|b| serde_json::from_slice::<CacheEntry>(&b).ok())
         .filter(|e| e.container_id == container_id && e.if_name == ifname)
+        .collect()
+}
+
+/// Every cached entry (for GC).
+pub fn all(cache_dir: &Path) -> Vec<CacheEntry> {
+    let Ok(rd) = fs::read_dir(dir(cache_dir)) else {
+        return Vec::new();
+    };
+    rd.filter_map(|e| e.ok())
+        .filter(|e| !e.file_name().to_string_lossy().ends_with(".tmp"))
+        .filter_map(|e| fs::read(e.path()).ok())
+        .filter_map(|b| serde_json::from_slice::<CacheEntry>(&b).ok())
         .collect()
 }

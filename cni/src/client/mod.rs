@@ -302,6 +302,7 @@ impl Network {
             container_id: pod.id.clone(),
             if_name: pod.ifname().to_string(),
             network_name: list.name.clone(),
+            netns: inv.netns.clone(),
             config: list.raw.clone(),
             cni_args: inv.args.clone(),
             capability_args: caps.clone(),
@@ -439,6 +440,43 @@ impl Network {
         Ok(())
     }
 
+    /// GC (1.1.0): tells each plugin which attachments are still valid so it can release the
+    /// rest; a no-op for older versions.
+    pub async fn gc(&self, valid: &[(String, String)]) -> Result<(), CniError> {
+        let list = &self.config;
+        if !list.version_at_least(1, 1) {
+            return Ok(());
+        }
+        let inv = Invocation {
+            command: "GC",
+            path: self.bin_dirs.clone(),
+            ..Default::default()
+        };
+        let attachments: Vec<Value> = valid
+            .iter()
+            .map(|(id, ifname)| serde_json::json!({"containerID": id, "ifname": ifname}))
+            .collect();
+        let mut first_err = None;
+        for idx in 0..list.plugins.len() {
+            let mut conf: Value =
+                serde_json::from_slice(&plugin_stdin(list, idx, &Map::new(), None))
+                    .unwrap_or_default();
+            conf["cni.dev/valid-attachments"] = Value::Array(attachments.clone());
+            let plugin = match exec::find_plugin(&list.plugins[idx].plugin_type, &self.bin_dirs) {
+                Ok(p) => p,
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                    continue;
+                }
+            };
+            let stdin = serde_json::to_vec(&conf).unwrap_or_default();
+            if let Err(e) = exec::run(&plugin, &inv, &stdin, self.timeout).await {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
     /// Whether every plugin of the chain is installed.
     pub fn plugins_present(&self) -> Result<(), CniError> {
         for p in &self.config.plugins {
@@ -526,5 +564,67 @@ impl CniClient {
 
     pub async fn check(&self, pod: &PodNetwork) -> Result<(), CniError> {
         self.network()?.check(pod).await
+    }
+
+    /// Garbage-collects attachments the runtime no longer knows (e.g. after a crash):
+    /// every cached attachment not in `valid` (sandbox id, ifname) is torn down with its cached
+    /// config, then (1.1) the plugins get a GC with the valid list to release anything else.
+    pub async fn gc(&self, valid: &[(String, String)]) -> Result<(), CniError> {
+        let mut first_err = None;
+        for e in cache::all(&self.opts.cache_dir) {
+            if valid
+                .iter()
+                .any(|(id, ifn)| *id == e.container_id && *ifn == e.if_name)
+            {
+                continue;
+            }
+            let arg = |k: &str| {
+                e.cni_args
+                    .iter()
+                    .find(|(a, _)| a == k)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            let pod = PodNetwork {
+                id: e.container_id.clone(),
+                netns: e.netns.clone().into(),
+                ifname: e.if_name.clone(),
+                name: arg("K8S_POD_NAME"),
+                namespace: arg("K8S_POD_NAMESPACE"),
+                uid: arg("K8S_POD_UID"),
+                extra_args: e
+                    .cni_args
+                    .iter()
+                    .filter(|(k, _)| !k.starts_with("K8S_") && k != "IgnoreUnknown")
+                    .cloned()
+                    .collect(),
+                ..Default::default()
+            };
+            let list = match NetworkConfigList::parse(
+                &serde_json::to_vec(&e.config).unwrap_or_default(),
+                false,
+                Path::new("<cache>"),
+            ) {
+                Ok(l) => l,
+                Err(err) => {
+                    first_err.get_or_insert(err.into());
+                    continue;
+                }
+            };
+            if let Err(err) = Network::new(list, &self.opts).del_entry(&pod, &e).await {
+                first_err.get_or_insert(err);
+            }
+        }
+        match self.network() {
+            Ok(net) => {
+                if let Err(err) = net.gc(valid).await {
+                    first_err.get_or_insert(err);
+                }
+            }
+            Err(err) => {
+                first_err.get_or_insert(err);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
     }
 }

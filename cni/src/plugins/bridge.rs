@@ -375,4 +375,16 @@ impl Plugin for Bridge {
         c.bridge()?;
         delegate(a, c.ipam_type(), "STATUS").map(|_| ())
     }
+
+    /// Veths vanish with their pod's netns; what can outlive it is the IPAM lease (delegated)
+    /// and masquerade chains.
+    fn gc(&self, a: &Args, valid: &[(String, String)]) -> Result<(), PluginError> {
+        let c: Conf = a.conf()?;
+        let keep: Vec<String> = valid
+            .iter()
+            .map(|(id, ifname)| format!("m{}", short_hash(&[id, ifname])))
+            .collect();
+        nft::delete_untagged_except("inet", MASQ_TABLE, 'm', &keep)?;
+        delegate(a, c.ipam_type(), "GC").map(|_| ())
+    }
 }

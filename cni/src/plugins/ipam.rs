@@ -439,6 +439,26 @@ impl Plugin for HostLocal {
         c.ipam.range_sets()?;
         Ok(())
     }
+
+    fn gc(&self, a: &Args, valid: &[(String, String)]) -> Result<(), PluginError> {
+        let c: Conf = a.conf()?;
+        let store = Store::open(
+            c.ipam
+                .data_dir
+                .as_deref()
+                .unwrap_or(Path::new(DEFAULT_DATA_DIR)),
+            &c.name,
+        )?;
+        for (ip, id, ifname) in store.leases() {
+            if !valid.iter().any(|(v, f)| *v == id && *f == ifname) {
+                match fs::remove_file(store.lease_path(ip)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -145,6 +145,26 @@ pub trait Plugin {
     fn status(&self, _a: &Args) -> Result<(), PluginError> {
         Ok(())
     }
+    /// GC (1.1): release whatever belongs to attachments not in `valid` (container id, ifname).
+    fn gc(&self, _a: &Args, _valid: &[(String, String)]) -> Result<(), PluginError> {
+        Ok(())
+    }
+}
+
+/// The `cni.dev/valid-attachments` of a GC config.
+pub fn valid_attachments(a: &Args) -> Result<Vec<(String, String)>, PluginError> {
+    let v: Value = a.conf()?;
+    Ok(v.get("cni.dev/valid-attachments")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|x| {
+            Some((
+                x.get("containerID")?.as_str()?.to_string(),
+                x.get("ifname")?.as_str()?.to_string(),
+            ))
+        })
+        .collect())
 }
 
 /// Runs a plugin as the process's main and exits.
@@ -216,7 +236,10 @@ fn dispatch<P: Plugin>(p: &P, a: &mut Args) -> Result<Option<Value>, PluginError
             p.check(a).map(|_| None)
         }
         "STATUS" => p.status(a).map(|_| None),
-        "GC" => Ok(None),
+        "GC" => {
+            let valid = valid_attachments(a)?;
+            p.gc(a, &valid).map(|_| None)
+        }
         other => Err(PluginError::new(
             code::INVALID_ENV,
             format!("unknown CNI_COMMAND {other:?}"),

@@ -210,6 +210,16 @@ impl Plugin for Portmap {
         Ok(())
     }
 
+    fn gc(&self, _a: &Args, valid: &[(String, String)]) -> Result<(), PluginError> {
+        let _l = lock()?;
+        let keep: Vec<String> = valid
+            .iter()
+            .map(|(id, ifname)| format!("p{}", short_hash(&[id, ifname])))
+            .collect();
+        nft::delete_untagged_except("inet", TABLE, 'p', &keep)?;
+        Ok(())
+    }
+
     fn check(&self, a: &Args) -> Result<(), PluginError> {
         let c: Conf = a.conf()?;
         if c.runtime_config.port_mappings.is_empty() {
