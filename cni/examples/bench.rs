@@ -65,8 +65,14 @@ fn median(mut v: Vec<Duration>) -> f64 {
     v[v.len() / 2].as_secs_f64() * 1000.0
 }
 
-/// Median ADD and DEL in ms for one plugin set.
-fn run(bin_dir: &Path, prefix: &str, full: bool, iters: usize, tag: &str) -> (f64, f64) {
+/// ADD and DEL samples for one plugin set.
+fn run(
+    bin_dir: &Path,
+    prefix: &str,
+    full: bool,
+    iters: usize,
+    tag: &str,
+) -> (Vec<Duration>, Vec<Duration>) {
     let host = Ns::new(format!("bbh{tag}{}", std::process::id()));
     let pod_ns = Ns::new(format!("bbp{tag}{}", std::process::id()));
     let dir = tempfile::tempdir().expect("tempdir");
@@ -125,14 +131,14 @@ fn run(bin_dir: &Path, prefix: &str, full: bool, iters: usize, tag: &str) -> (f6
                     dels.push(del);
                 }
             }
-            (median(adds), median(dels))
+            (adds, dels)
         })
     })
     .expect("enter host netns")
 }
 
 fn main() {
-    let mut iters = 30;
+    let mut iters: usize = 30;
     let exe = std::env::current_exe().expect("current exe");
     let mut bin_dir = exe
         .parent()
@@ -161,8 +167,19 @@ fn main() {
         (false, "bridge+host-local"),
         (true, "+portmap(1 port)+loopback"),
     ] {
-        let ours = run(&bin_dir, "berth-", full, iters, "o");
-        let refs = run(&ref_dir, "", full, iters, "r");
+        // Alternate the two sets in rounds so load from other processes hits both alike.
+        let rounds = 5;
+        let (mut oa, mut od, mut ra, mut rd) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            let (a, d) = run(&bin_dir, "berth-", full, iters.div_ceil(rounds), "o");
+            oa.extend(a);
+            od.extend(d);
+            let (a, d) = run(&ref_dir, "", full, iters.div_ceil(rounds), "r");
+            ra.extend(a);
+            rd.extend(d);
+        }
+        let ours = (median(oa), median(od));
+        let refs = (median(ra), median(rd));
         println!(
             "{:<28} {:>10.2} {:>10.2} {:>12.2}",
             format!("berth {label}"),

@@ -13,10 +13,12 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Args, Plugin, PluginError, code, delegate, prev_result, short_hash, sysctl};
+use super::{
+    Args, Plugin, PluginError, code, delegate, prev_result, short_hash, spawn_delegate, sysctl,
+};
 use crate::cidr::IpNet;
 use crate::client::result::{CniResult, Interface};
-use crate::netlink::{Netlink, in_netns};
+use crate::netlink::{Link, Netlink, in_netns};
 use crate::nft;
 
 #[derive(Debug, Deserialize)]
@@ -74,7 +76,8 @@ fn random_veth_name() -> String {
 pub struct Bridge;
 
 impl Bridge {
-    fn setup(&self, a: &Args, c: &Conf, ipam: &mut CniResult) -> Result<CniResult, PluginError> {
+    /// Bridge and veth pair: independent of the addresses, so it overlaps the IPAM call.
+    fn links(&self, a: &Args, c: &Conf) -> Result<(Netlink, Link, Link), PluginError> {
         let br_name = c.bridge()?;
         let mut nl = Netlink::open()?;
         nl.add_bridge(br_name, c.mtu)?;
@@ -122,6 +125,18 @@ impl Bridge {
         if c.hairpin_mode {
             nl.set_hairpin(host.index, true)?;
         }
+        Ok((nl, br, host))
+    }
+
+    /// Addresses and routes inside the pod, gateway on the bridge, forwarding, masquerade.
+    fn configure(
+        &self,
+        a: &Args,
+        c: &Conf,
+        (mut nl, br, host): (Netlink, Link, Link),
+        ipam: &mut CniResult,
+    ) -> Result<CniResult, PluginError> {
+        let br_name = c.bridge()?;
 
         let gw4 = ipam
             .ips
@@ -212,7 +227,7 @@ impl Bridge {
                     sandbox: None,
                 },
                 Interface {
-                    name: host_name,
+                    name: host.name.clone(),
                     mac: host.mac,
                     mtu: None,
                     sandbox: None,
@@ -270,17 +285,22 @@ fn masquerade_add(a: &Args, addrs: &[IpNet]) -> Result<(), PluginError> {
 impl Plugin for Bridge {
     fn add(&self, a: &Args) -> Result<CniResult, PluginError> {
         let c: Conf = a.conf()?;
-        let out = delegate(a, c.ipam_type(), "ADD")?;
-        let mut ipam: CniResult = serde_json::from_slice(&out)
-            .map_err(|e| PluginError::new(code::DECODE, format!("decode ipam result: {e}")))?;
-        if ipam.ips.is_empty() {
-            let _ = delegate(a, c.ipam_type(), "DEL");
-            return Err(PluginError::new(
-                code::NO_ADDRESSES,
-                "ipam returned no addresses",
-            ));
-        }
-        match self.setup(a, &c, &mut ipam) {
+        let ipam_run = spawn_delegate(a, c.ipam_type(), "ADD")?;
+        let links = self.links(a, &c);
+        let ipam_out = ipam_run.wait();
+        let result = (|| {
+            let links = links?;
+            let mut ipam: CniResult = serde_json::from_slice(&ipam_out?)
+                .map_err(|e| PluginError::new(code::DECODE, format!("decode ipam result: {e}")))?;
+            if ipam.ips.is_empty() {
+                return Err(PluginError::new(
+                    code::NO_ADDRESSES,
+                    "ipam returned no addresses",
+                ));
+            }
+            self.configure(a, &c, links, &mut ipam)
+        })();
+        match result {
             Ok(r) => Ok(r),
             Err(e) => {
                 // Undo: give the address back and drop whatever half-made interface exists.
@@ -300,7 +320,7 @@ impl Plugin for Bridge {
 
     fn del(&self, a: &Args) -> Result<(), PluginError> {
         let c: Conf = a.conf()?;
-        let ipam_err = delegate(a, c.ipam_type(), "DEL").err();
+        let ipam_run = spawn_delegate(a, c.ipam_type(), "DEL");
         if !a.netns.is_empty() && Path::new(&a.netns).exists() {
             let ifname = a.ifname.clone();
             in_netns(Path::new(&a.netns), move || -> Result<(), PluginError> {
@@ -318,10 +338,7 @@ impl Plugin for Bridge {
         if c.ip_masq {
             nft::delete_tagged("inet", MASQ_TABLE, &masq_tag(a))?;
         }
-        match ipam_err {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        ipam_run?.wait().map(|_| ())
     }
 
     fn check(&self, a: &Args) -> Result<(), PluginError> {

@@ -260,6 +260,22 @@ pub fn prev_result(conf: &Value) -> Result<Option<CniResult>, PluginError> {
 /// Runs a delegated plugin (IPAM) found in CNI_PATH with our own environment and stdin,
 /// overriding only the command; returns its stdout.
 pub fn delegate(a: &Args, plugin_type: &str, command: &str) -> Result<Vec<u8>, PluginError> {
+    spawn_delegate(a, plugin_type, command)?.wait()
+}
+
+/// A delegated plugin that is running; lets the caller overlap its own work with it.
+pub struct Delegated {
+    child: std::process::Child,
+    exe: PathBuf,
+    command: String,
+}
+
+/// Starts a delegated plugin without waiting for it.
+pub fn spawn_delegate(
+    a: &Args,
+    plugin_type: &str,
+    command: &str,
+) -> Result<Delegated, PluginError> {
     if plugin_type.is_empty() || plugin_type.contains('/') {
         return Err(PluginError::config("ipam.type is required"));
     }
@@ -271,34 +287,42 @@ pub fn delegate(a: &Args, plugin_type: &str, command: &str) -> Result<Vec<u8>, P
         .ok_or_else(|| {
             PluginError::config(format!("failed to find plugin {plugin_type:?} in CNI_PATH"))
         })?;
-    run_delegate(&exe, command, &a.stdin)
-}
-
-fn run_delegate(exe: &Path, command: &str, stdin: &[u8]) -> Result<Vec<u8>, PluginError> {
-    let mut child = Command::new(exe)
+    let mut child = Command::new(&exe)
         .env("CNI_COMMAND", command)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()?;
     if let Some(mut s) = child.stdin.take() {
-        let _ = s.write_all(stdin);
+        // Configs are far smaller than a pipe buffer, so this never blocks on the child.
+        let _ = s.write_all(&a.stdin);
     }
-    let out = child.wait_with_output()?;
-    if out.status.success() {
-        return Ok(out.stdout);
-    }
-    match serde_json::from_slice::<ErrorOutput>(&out.stdout) {
-        Ok(e) => Err(PluginError {
-            code: e.code,
-            msg: e.msg,
-            details: e.details,
-        }),
-        Err(_) => Err(PluginError::internal(format!(
-            "{} {command} failed: {}",
-            exe.display(),
-            String::from_utf8_lossy(&out.stdout).trim()
-        ))),
+    Ok(Delegated {
+        child,
+        exe,
+        command: command.to_string(),
+    })
+}
+
+impl Delegated {
+    pub fn wait(self) -> Result<Vec<u8>, PluginError> {
+        let out = self.child.wait_with_output()?;
+        if out.status.success() {
+            return Ok(out.stdout);
+        }
+        match serde_json::from_slice::<ErrorOutput>(&out.stdout) {
+            Ok(e) => Err(PluginError {
+                code: e.code,
+                msg: e.msg,
+                details: e.details,
+            }),
+            Err(_) => Err(PluginError::internal(format!(
+                "{} {} failed: {}",
+                self.exe.display(),
+                self.command,
+                String::from_utf8_lossy(&out.stdout).trim()
+            ))),
+        }
     }
 }
 
