@@ -26,6 +26,22 @@ fn nft_bin() -> &'static str {
     }
 }
 
+/// Whether the nft CLI runs at all.
+pub fn available() -> Result<(), NftError> {
+    let out = Command::new(nft_bin())
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(NftError::Spawn)?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(NftError::Failed(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ))
+    }
+}
+
 /// Applies a script as one transaction (`nft -f -`): all of it or none.
 pub fn apply(script: &str) -> Result<(), NftError> {
     let mut child = Command::new(nft_bin())

@@ -98,6 +98,8 @@ pub enum CniError {
     Cache { path: PathBuf, reason: String },
     #[error("no cached result for container {0}: nothing to check")]
     NotAdded(String),
+    #[error("invalid pod network: {0}")]
+    InvalidPod(String),
 }
 
 /// Where the client looks for things, and how long a plugin may take.
@@ -171,6 +173,21 @@ pub struct PodNetwork {
 }
 
 impl PodNetwork {
+    /// Ids and names end up in file names and plugin environments: keep them plain.
+    fn validate(&self) -> Result<(), CniError> {
+        let bad = |s: &str| s.is_empty() || s.contains(['/', '\0', ';', '=']) || s.starts_with('.');
+        if bad(&self.id) {
+            return Err(CniError::InvalidPod(format!("container id {:?}", self.id)));
+        }
+        if bad(self.ifname()) || self.ifname().len() > 15 {
+            return Err(CniError::InvalidPod(format!(
+                "interface name {:?}",
+                self.ifname()
+            )));
+        }
+        Ok(())
+    }
+
     fn ifname(&self) -> &str {
         if self.ifname.is_empty() {
             "eth0"
@@ -294,6 +311,7 @@ impl Network {
 
     /// Attaches the pod: runs every plugin's ADD in order and caches the final result.
     pub async fn add(&self, pod: &PodNetwork) -> Result<CniResult, CniError> {
+        pod.validate()?;
         let list = &self.config;
         let inv = self.invocation("ADD", pod);
         let caps = pod.capability_args();
@@ -359,6 +377,7 @@ impl Network {
 
     /// Detaches the pod with this network's config (see [`CniClient::del`] for the cached path).
     pub async fn del(&self, pod: &PodNetwork) -> Result<(), CniError> {
+        pod.validate()?;
         let entry = cache::load(&self.cache_dir, &self.config.name, &pod.id, pod.ifname());
         match entry {
             Some(e) => self.del_entry(pod, &e).await,
@@ -542,6 +561,7 @@ impl CniClient {
     /// Tears a pod down using whatever ADD cached (config and result), falling back to the
     /// current network when nothing is cached. Idempotent.
     pub async fn del(&self, pod: &PodNetwork) -> Result<(), CniError> {
+        pod.validate()?;
         let ifname = pod.ifname().to_string();
         let entries = cache::for_container(&self.opts.cache_dir, &pod.id, &ifname);
         if entries.is_empty() {

@@ -58,6 +58,27 @@ pub struct IpamConf {
     pub data_dir: Option<PathBuf>,
     #[serde(default)]
     pub dns: Option<Dns>,
+    /// A resolv.conf whose nameserver/domain/search/options lines become the result's DNS.
+    #[serde(default)]
+    pub resolv_conf: Option<PathBuf>,
+}
+
+/// Reads the DNS settings of a resolv.conf file.
+fn parse_resolv_conf(path: &Path) -> Result<Dns, PluginError> {
+    let text = fs::read_to_string(path)
+        .map_err(|e| PluginError::new(code::IO, format!("read {}: {e}", path.display())))?;
+    let mut dns = Dns::default();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        match words.next() {
+            Some("nameserver") => dns.nameservers.extend(words.next().map(str::to_string)),
+            Some("domain") => dns.domain = words.next().map(str::to_string),
+            Some("search") => dns.search = words.map(str::to_string).collect(),
+            Some("options") => dns.options.extend(words.map(str::to_string)),
+            _ => {}
+        }
+    }
+    Ok(dns)
 }
 
 #[derive(Debug, Deserialize)]
@@ -402,7 +423,11 @@ impl Plugin for HostLocal {
                     table: None,
                 })
                 .collect(),
-            dns: c.ipam.dns.clone().unwrap_or_default(),
+            dns: match (&c.ipam.dns, &c.ipam.resolv_conf) {
+                (Some(d), _) => d.clone(),
+                (None, Some(p)) => parse_resolv_conf(p)?,
+                (None, None) => Dns::default(),
+            },
         })
     }
 
@@ -502,6 +527,17 @@ mod tests {
             allocate(&c, "n", "c7", "eth0", &[]).unwrap_err().code,
             code::NO_ADDRESSES
         );
+    }
+
+    #[test]
+    fn resolv_conf_becomes_dns() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("resolv.conf");
+        fs::write(&p, "# c\nnameserver 10.0.0.10\nnameserver 10.0.0.11\nsearch a.svc b.svc\noptions ndots:5\n").unwrap();
+        let dns = parse_resolv_conf(&p).unwrap();
+        assert_eq!(dns.nameservers, ["10.0.0.10", "10.0.0.11"]);
+        assert_eq!(dns.search, ["a.svc", "b.svc"]);
+        assert_eq!(dns.options, ["ndots:5"]);
     }
 
     #[test]

@@ -210,6 +210,11 @@ impl Plugin for Portmap {
         Ok(())
     }
 
+    /// Usable only where the nft CLI is installed.
+    fn status(&self, _a: &Args) -> Result<(), PluginError> {
+        nft::available().map_err(|e| PluginError::new(super::code::NOT_AVAILABLE, e.to_string()))
+    }
+
     fn gc(&self, _a: &Args, valid: &[(String, String)]) -> Result<(), PluginError> {
         let _l = lock()?;
         let keep: Vec<String> = valid
