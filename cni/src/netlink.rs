@@ -15,7 +15,7 @@ use netlink_packet_core::{
     DefaultNla, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader,
     NetlinkMessage, NetlinkPayload,
 };
-use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, AddressScope};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
     LinkProtoInfoBridge,
@@ -277,6 +277,12 @@ impl Netlink {
         msg.header.scope = AddressScope::Universe;
         msg.attributes.push(AddressAttribute::Local(net.addr));
         msg.attributes.push(AddressAttribute::Address(net.addr));
+        if !net.is_ipv4() {
+            // Addresses come from our allocator: skip duplicate address detection, so the
+            // address is usable at once instead of "tentative" for a second or more.
+            msg.attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
         if let (IpAddr::V4(_), IpAddr::V4(b)) = (net.addr, net.last())
             && net.prefix < 31
         {

@@ -448,3 +448,46 @@ fn gc_releases_what_the_runtime_forgot() {
     assert!(nc.link_names().iter().all(|l| l == "lo"), "c was torn down");
     host.block_on(|| async { client.del(&b).await.unwrap() });
 }
+
+#[test]
+fn dual_stack_pods_reach_each_other_and_host_ports_over_ipv6() {
+    require_root!();
+    let host = Netns::new("bth");
+    let net = TestNet::dual(Flavor::Berth, "1.0.0");
+    let client = net.client(Flavor::Berth);
+    let (pa, pb) = (Netns::new("btp"), Netns::new("btp"));
+    let a = pod(&pa, &[]);
+    let b = pod(&pb, &[(18080, 80, "tcp")]);
+    let rb = host.block_on(|| async {
+        client.add(&a).await.unwrap();
+        client.add(&b).await.unwrap()
+    });
+    let v6 = rb
+        .ips
+        .iter()
+        .find(|i| !i.address.is_ipv4())
+        .expect("an ipv6 address");
+    let gw6 = v6.gateway.expect("ipv6 gateway");
+    let l: std::net::TcpListener = pb.run(|| std::net::TcpListener::bind("[::]:80").unwrap());
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten().take(2) {
+            let _ = std::io::Write::write_all(&mut s, b"six");
+        }
+    });
+    assert_eq!(
+        fetch(&pa, &format!("[{}]:80", v6.address.addr)).unwrap(),
+        "six",
+        "pod to pod over ipv6"
+    );
+    assert_eq!(
+        fetch(&host, &format!("[{gw6}]:18080")).unwrap(),
+        "six",
+        "hostPort on the ipv6 gateway"
+    );
+    host.block_on(|| async {
+        client.del(&a).await.unwrap();
+        client.del(&b).await.unwrap();
+    });
+    assert!(net.leases().is_empty());
+    assert!(!host.nft_ruleset().contains("dnat"));
+}

@@ -96,13 +96,16 @@ pub async fn run(
     let mut sout = child.stdout.take();
     let mut serr = child.stderr.take();
     let work = async {
-        if let Some(mut s) = sin.take() {
-            // A plugin may exit without reading stdin; a broken pipe here is not its failure.
-            let _ = s.write_all(stdin).await;
-        }
         let mut out = Vec::new();
         let mut err = Vec::new();
-        let (r1, r2, status) = tokio::join!(
+        // Feed stdin while draining stdout/stderr, so neither side can fill a pipe and stall.
+        let (_, r1, r2, status) = tokio::join!(
+            async {
+                if let Some(mut s) = sin.take() {
+                    // A plugin may exit without reading stdin; a broken pipe is not its failure.
+                    let _ = s.write_all(stdin).await;
+                }
+            },
             async {
                 match sout.as_mut() {
                     Some(s) => s.read_to_end(&mut out).await.map(|_| ()),

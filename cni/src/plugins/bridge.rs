@@ -177,10 +177,6 @@ impl Bridge {
             let l = nl
                 .link_by_name(&ifname)?
                 .ok_or_else(|| PluginError::internal(format!("{ifname} missing in netns")))?;
-            if addrs.iter().any(|a| !a.is_ipv4()) {
-                // No DAD wait: the addresses come from our own allocator.
-                let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{ifname}/accept_dad"), "0");
-            }
             for a in &addrs {
                 nl.add_addr(l.index, *a, false)?;
             }

@@ -167,6 +167,15 @@ pub struct TestNet {
 
 impl TestNet {
     pub fn new(flavor: Flavor, version: &str) -> Self {
+        Self::build(flavor, version, false)
+    }
+
+    /// Dual stack: a second range set `fd00:<a>:<b>::/64` beside the IPv4 one.
+    pub fn dual(flavor: Flavor, version: &str) -> Self {
+        Self::build(flavor, version, true)
+    }
+
+    fn build(flavor: Flavor, version: &str, dual: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let (a, b) = (200 + (std::process::id() % 50) as u8, (n % 250) as u8);
@@ -175,6 +184,12 @@ impl TestNet {
         let bridge = unique("bt");
         let name = unique("btnet");
         let p = flavor.prefix();
+        let mut ranges = vec![serde_json::json!([{ "subnet": subnet }])];
+        let mut routes = vec![serde_json::json!({ "dst": "0.0.0.0/0" })];
+        if dual {
+            ranges.push(serde_json::json!([{ "subnet": format!("fd00:{a}:{b}::/64") }]));
+            routes.push(serde_json::json!({ "dst": "::/0" }));
+        }
         let conf = serde_json::json!({
             "cniVersion": version,
             "name": name,
@@ -186,8 +201,8 @@ impl TestNet {
                     "hairpinMode": true,
                     "ipam": {
                         "type": format!("{p}host-local"),
-                        "ranges": [[{ "subnet": subnet }]],
-                        "routes": [{ "dst": "0.0.0.0/0" }],
+                        "ranges": ranges,
+                        "routes": routes,
                         "dataDir": dir.path().join("leases")
                     }
                 },
