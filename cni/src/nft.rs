@@ -122,6 +122,17 @@ pub fn delete_tagged(
     let Some(l) = list_table(family, table)? else {
         return Ok(None);
     };
+    delete_tagged_in(&l, family, table, tag)?;
+    Ok(Some(l))
+}
+
+/// [`delete_tagged`] against a listing the caller already has.
+pub fn delete_tagged_in(
+    l: &TableListing,
+    family: &str,
+    table: &str,
+    tag: &str,
+) -> Result<(), NftError> {
     let mut script = String::new();
     for (chain, handle, comment) in &l.rules {
         if comment.as_deref() == Some(tag) {
@@ -137,7 +148,7 @@ pub fn delete_tagged(
     if !script.is_empty() {
         apply(&script)?;
     }
-    Ok(Some(l))
+    Ok(())
 }
 
 /// Deletes every attachment chain (named `<prefix><16 hex>`) not in `keep`, with its tagged

@@ -8,11 +8,15 @@
 //!   `route_localnet` on the bridge) and hairpin traffic from the pod to itself.
 //!
 //! Rules in shared chains carry a comment naming the attachment's chain, which is how DEL
-//! finds them. A file lock serialises our own ADD/DEL so DEL may drop the table when empty.
+//! finds them. A marker file per attachment under `/run/berth-portmap/<netns inode>/` lets
+//! DEL skip nft entirely for pods that published no port, and drop the whole table in one
+//! transaction when the last attachment goes; a lock file there serialises our ADD/DEL.
 
 use std::fs::OpenOptions;
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -22,7 +26,7 @@ use crate::client::result::CniResult;
 use crate::nft;
 
 const TABLE: &str = "berth_portmap";
-const LOCK: &str = "/run/berth-portmap.lock";
+const STATE_ROOT: &str = "/run/berth-portmap";
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -58,17 +62,37 @@ fn tag(a: &Args) -> String {
 /// Held for its Drop: closing the file releases the flock.
 struct Lock(#[allow(dead_code)] std::fs::File);
 
-fn lock() -> Result<Lock, PluginError> {
+/// The state dir of the network namespace this plugin runs in (nft tables are per netns).
+fn state_dir() -> Result<PathBuf, PluginError> {
+    let ino = std::fs::metadata("/proc/self/ns/net")?.ino();
+    let d = Path::new(STATE_ROOT).join(ino.to_string());
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
+}
+
+fn lock(dir: &Path) -> Result<Lock, PluginError> {
     let f = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(LOCK)?;
+        .open(dir.join("lock"))?;
     // SAFETY: flock on our own fd; released on close.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
         return Err(std::io::Error::last_os_error().into());
     }
     Ok(Lock(f))
+}
+
+/// Attachments with rules in this namespace, by marker file.
+fn attachments(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with('p'))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The nft script for one attachment (table and base chains are created idempotently).
@@ -186,27 +210,32 @@ impl Plugin for Portmap {
                 )?;
             }
         }
-        let script = add_script(&tag(a), maps, pod4, pod6, snat)?;
-        let _l = lock()?;
+        let t = tag(a);
+        let script = add_script(&t, maps, pod4, pod6, snat)?;
+        let dir = state_dir()?;
+        let _l = lock(&dir)?;
+        // Marker first: a crash after it leaves a DEL that still looks in nft.
+        std::fs::write(dir.join(&t), &a.container_id)?;
         nft::apply(&script)?;
         Ok(prev)
     }
 
     fn del(&self, a: &Args) -> Result<(), PluginError> {
-        let _l = lock()?;
         let t = tag(a);
-        if let Some(before) = nft::delete_tagged("inet", TABLE, &t)? {
-            let others = before.chains.iter().any(|c| {
-                c != &t
-                    && !matches!(
-                        c.as_str(),
-                        "hostports" | "masq" | "prerouting" | "output" | "postrouting"
-                    )
-            });
-            if !others {
-                nft::apply(&format!("delete table inet {TABLE}\n"))?;
-            }
+        let dir = state_dir()?;
+        let _l = lock(&dir)?;
+        let marker = dir.join(&t);
+        if !marker.exists() {
+            // ADD published no port here (or DEL already ran): nothing in nft is ours.
+            return Ok(());
         }
+        if attachments(&dir).iter().any(|x| *x != t) {
+            nft::delete_tagged("inet", TABLE, &t)?;
+        } else if nft::list_table("inet", TABLE)?.is_some() {
+            // The last attachment: the table goes as a whole, in one transaction.
+            nft::apply(&format!("delete table inet {TABLE}\n"))?;
+        }
+        std::fs::remove_file(&marker)?;
         Ok(())
     }
 
@@ -216,12 +245,18 @@ impl Plugin for Portmap {
     }
 
     fn gc(&self, _a: &Args, valid: &[(String, String)]) -> Result<(), PluginError> {
-        let _l = lock()?;
+        let dir = state_dir()?;
+        let _l = lock(&dir)?;
         let keep: Vec<String> = valid
             .iter()
             .map(|(id, ifname)| format!("p{}", short_hash(&[id, ifname])))
             .collect();
         nft::delete_untagged_except("inet", TABLE, 'p', &keep)?;
+        for m in attachments(&dir) {
+            if !keep.contains(&m) {
+                let _ = std::fs::remove_file(dir.join(m));
+            }
+        }
         Ok(())
     }
 

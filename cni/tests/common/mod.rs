@@ -117,6 +117,11 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        // berth-portmap keeps per-namespace markers keyed by the namespace's inode.
+        if let Ok(m) = std::fs::metadata(&self.path) {
+            use std::os::unix::fs::MetadataExt;
+            let _ = std::fs::remove_dir_all(format!("/run/berth-portmap/{}", m.ino()));
+        }
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .status();
