@@ -252,7 +252,11 @@ fn masq_tag(a: &Args) -> String {
 
 /// SNAT pod traffic leaving its subnet, in our own table with one chain per attachment.
 fn masquerade_add(a: &Args, addrs: &[IpNet]) -> Result<(), PluginError> {
-    let tag = masq_tag(a);
+    nft::apply(&masq_script(&masq_tag(a), addrs))?;
+    Ok(())
+}
+
+fn masq_script(tag: &str, addrs: &[IpNet]) -> String {
     let t = MASQ_TABLE;
     let mut s = format!(
         "add table inet {t}\nadd chain inet {t} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}\n\
@@ -274,8 +278,7 @@ fn masquerade_add(a: &Args, addrs: &[IpNet]) -> Result<(), PluginError> {
             n.addr
         ));
     }
-    nft::apply(&s)?;
-    Ok(())
+    s
 }
 
 impl Plugin for Bridge {
@@ -330,6 +333,22 @@ impl Plugin for Bridge {
                 Ok(())
             })
             .map_err(|e| PluginError::new(code::IO, format!("enter netns {}: {e}", a.netns)))??;
+        } else if let Ok(Some(prev)) = a.conf::<Value>().and_then(|v| prev_result(&v)) {
+            // The netns file is gone but the namespace may still be held somewhere: remove the
+            // host end named in the cached result, which takes the pod end with it.
+            let br = c.bridge()?;
+            let mut nl = Netlink::open()?;
+            for i in prev
+                .interfaces
+                .iter()
+                .filter(|i| i.sandbox.is_none() && i.name != br)
+            {
+                if let Some(l) = nl.link_by_name(&i.name)?
+                    && l.kind.as_deref() == Some("veth")
+                {
+                    let _ = nl.del_link(l.index);
+                }
+            }
         }
         if c.ip_masq {
             nft::delete_tagged("inet", MASQ_TABLE, &masq_tag(a))?;
@@ -399,5 +418,27 @@ impl Plugin for Bridge {
             .collect();
         nft::delete_untagged_except("inet", MASQ_TABLE, 'm', &keep)?;
         delegate(a, c.ipam_type(), "GC").map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masquerade_skips_own_subnet_and_multicast() {
+        let s = masq_script(
+            "mabc",
+            &[
+                "10.88.0.5/16".parse().unwrap(),
+                "fd00::5/64".parse().unwrap(),
+            ],
+        );
+        assert!(s.contains("add rule inet berth_bridge mabc ip daddr != 10.88.0.0/16 ip daddr != 224.0.0.0/4 masquerade"), "{s}");
+        assert!(s.contains("add rule inet berth_bridge postrouting ip saddr 10.88.0.5 jump mabc comment \"mabc\""), "{s}");
+        assert!(
+            s.contains("ip6 daddr != fd00::/64 ip6 daddr != ff00::/8 masquerade"),
+            "{s}"
+        );
     }
 }
