@@ -66,6 +66,11 @@ fn connectivity(flavor: Flavor, version: &str) {
     );
 
     host.block_on(|| async {
+        let again = client.add(&a).await.unwrap_err();
+        assert!(
+            matches!(again, berth_cni::client::CniError::AlreadyAdded { .. }),
+            "{again}"
+        );
         client.check(&a).await.unwrap();
         client.del(&a).await.unwrap();
         client.del(&b).await.unwrap();
@@ -261,6 +266,16 @@ fn plugins_driven_by_the_spec_produce_valid_results() {
             .to_string();
         let lease = dir.path().join("specnet").join(&v4);
         assert!(lease.exists(), "lease file {lease:?}");
+        let (ok, again) = exec_plugin(&host, &bin("berth-bridge"), &env, &conf);
+        assert!(
+            !ok && again["code"] == 102,
+            "a repeated ADD is refused: {again}"
+        );
+        assert!(lease.exists(), "and leaves the first attachment's lease");
+        assert!(
+            p.link_names().iter().any(|l| l == "eth0"),
+            "and its interface"
+        );
 
         let mut chained = serde_json::json!({"cniVersion": version, "name": "specnet", "type": "berth-portmap",
             "runtimeConfig": {"portMappings": [{"hostPort": 18090, "containerPort": 80, "protocol": "tcp"}]}});

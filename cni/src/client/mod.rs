@@ -100,6 +100,14 @@ pub enum CniError {
     NotAdded(String),
     #[error("invalid pod network: {0}")]
     InvalidPod(String),
+    /// ADD twice without DEL is forbidden by the spec; rolling the second back would tear
+    /// down the first, so the client refuses before running anything.
+    #[error("container {id} is already attached to network {network} as {ifname}")]
+    AlreadyAdded {
+        id: String,
+        network: String,
+        ifname: String,
+    },
 }
 
 /// Where the client looks for things, and how long a plugin may take.
@@ -313,6 +321,15 @@ impl Network {
     pub async fn add(&self, pod: &PodNetwork) -> Result<CniResult, CniError> {
         pod.validate()?;
         let list = &self.config;
+        if cache::load(&self.cache_dir, &list.name, &pod.id, pod.ifname())
+            .is_some_and(|e| e.result.is_some())
+        {
+            return Err(CniError::AlreadyAdded {
+                id: pod.id.clone(),
+                network: list.name.clone(),
+                ifname: pod.ifname().to_string(),
+            });
+        }
         let inv = self.invocation("ADD", pod);
         let caps = pod.capability_args();
         let mut entry = CacheEntry {

@@ -107,10 +107,10 @@ impl Bridge {
                 Err(e) if e.errno() == Some(libc::EEXIST) && tries < 3 => {
                     // Either our random host name clashed, or the pod already has `ifname`.
                     if nl.link_by_name(&host_name)?.is_none() {
-                        return Err(PluginError::internal(format!(
-                            "container interface {} already exists",
-                            a.ifname
-                        )));
+                        return Err(PluginError::new(
+                            code::IFNAME_EXISTS,
+                            format!("container interface {} already exists", a.ifname),
+                        ));
                     }
                     tries += 1;
                     host_name = random_veth_name();
@@ -118,14 +118,26 @@ impl Bridge {
                 Err(e) => return Err(e.into()),
             }
         }
-        let host = nl
-            .link_by_name(&host_name)?
-            .ok_or_else(|| PluginError::internal(format!("veth {host_name} vanished")))?;
-        nl.set_link(host.index, Some(true), None, Some(br.index), None)?;
-        if c.hairpin_mode {
-            nl.set_hairpin(host.index, true)?;
+        let attach = |nl: &mut Netlink| -> Result<Link, PluginError> {
+            let host = nl
+                .link_by_name(&host_name)?
+                .ok_or_else(|| PluginError::internal(format!("veth {host_name} vanished")))?;
+            nl.set_link(host.index, Some(true), None, Some(br.index), None)?;
+            if c.hairpin_mode {
+                nl.set_hairpin(host.index, true)?;
+            }
+            Ok(host)
+        };
+        match attach(&mut nl) {
+            Ok(host) => Ok((nl, br, host)),
+            Err(e) => {
+                // Our pair, half set up: remove it (the pod end goes with it).
+                if let Ok(Some(l)) = nl.link_by_name(&host_name) {
+                    let _ = nl.del_link(l.index);
+                }
+                Err(e)
+            }
         }
-        Ok((nl, br, host))
     }
 
     /// Addresses and routes inside the pod, gateway on the bridge, forwarding, masquerade.
@@ -286,6 +298,9 @@ impl Plugin for Bridge {
         let c: Conf = a.conf()?;
         let ipam_run = spawn_delegate(a, c.ipam_type(), "ADD")?;
         let links = self.links(a, &c);
+        // Only a pair we made may be removed on failure: an `ifname` that already existed
+        // (a repeated ADD) belongs to someone else.
+        let made_links = links.is_ok();
         let ipam_out = ipam_run.wait();
         let result = (|| {
             let links = links?;
@@ -303,7 +318,14 @@ impl Plugin for Bridge {
             Ok(r) => Ok(r),
             Err(e) => {
                 // Undo: give the address back and drop whatever half-made interface exists.
+                if e.code == code::IFNAME_EXISTS {
+                    // A repeated ADD: the interface and its lease belong to the first one.
+                    return Err(e);
+                }
                 let _ = delegate(a, c.ipam_type(), "DEL");
+                if !made_links {
+                    return Err(e);
+                }
                 let ifname = a.ifname.clone();
                 let _ = in_netns(Path::new(&a.netns), move || -> Result<(), PluginError> {
                     let mut nl = Netlink::open()?;

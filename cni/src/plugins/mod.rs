@@ -32,6 +32,7 @@ pub mod code {
     pub const NOT_AVAILABLE: u32 = 50;
     pub const INTERNAL: u32 = 100;
     pub const NO_ADDRESSES: u32 = 101;
+    pub const IFNAME_EXISTS: u32 = 102;
 }
 
 /// A failure reported to the runtime as the spec's error JSON.
