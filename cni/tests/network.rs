@@ -158,6 +158,11 @@ fn cached_result_allows_del_after_restart_and_config_change() {
     // "Restart": a new client, and the network config is gone from the conf dir.
     std::fs::remove_file(net.dir.path().join("net.d/10-test.conflist")).unwrap();
     let fresh = net.client(Flavor::Berth);
+    // The restarted daemon knows only the sandbox id and interface; the netns path is cached.
+    let pn = berth_cni::client::PodNetwork {
+        netns: Default::default(),
+        ..pn.clone()
+    };
     host.block_on(|| async { fresh.del(&pn).await.unwrap() });
     assert!(net.leases().is_empty());
     assert!(host.link_names().iter().all(|l| !l.starts_with("veth")));

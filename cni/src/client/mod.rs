@@ -406,6 +406,17 @@ impl Network {
     }
 
     async fn del_entry(&self, pod: &PodNetwork, e: &CacheEntry) -> Result<(), CniError> {
+        // A caller that no longer knows the netns path (e.g. after a restart) gets ADD's.
+        let with_netns;
+        let pod = if pod.netns.as_os_str().is_empty() && !e.netns.is_empty() {
+            with_netns = PodNetwork {
+                netns: e.netns.clone().into(),
+                ..pod.clone()
+            };
+            &with_netns
+        } else {
+            pod
+        };
         let list = NetworkConfigList::parse(
             &serde_json::to_vec(&e.config).unwrap_or_default(),
             false,
