@@ -203,6 +203,13 @@ impl Plugin for Portmap {
                 .interfaces
                 .iter()
                 .find(|i| i.sandbox.as_deref().is_none_or(str::is_empty))
+                .filter(|i| {
+                    // The name comes from another plugin's output and lands in a /proc path.
+                    !i.name.is_empty()
+                        && i.name.len() <= 15
+                        && !i.name.contains('/')
+                        && !i.name.starts_with('.')
+                })
             {
                 sysctl(
                     &format!("net/ipv4/conf/{}/route_localnet", host_if.name),
