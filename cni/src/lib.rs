@@ -10,6 +10,7 @@
 
 pub mod cidr;
 pub mod client;
+pub mod conntrack;
 pub mod netlink;
 pub mod nft;
 pub mod plugins;

@@ -511,3 +511,37 @@ fn dual_stack_pods_reach_each_other_and_host_ports_over_ipv6() {
     assert!(net.leases().is_empty());
     assert!(!host.nft_ruleset().contains("dnat"));
 }
+
+/// Regression: a UDP flow seen before its hostPort existed keeps an un-NATed conntrack entry;
+/// portmap ADD must drop it or the mapping is bypassed until the entry times out.
+#[test]
+fn udp_host_port_serves_a_flow_seen_before_the_mapping() {
+    require_root!();
+    let host = Netns::new("bth");
+    let net = TestNet::new(Flavor::Berth, "1.0.0");
+    let client = net.client(Flavor::Berth);
+    let (pa, pb) = (Netns::new("btp"), Netns::new("btp"));
+    // Pod a's mapping brings NAT, and with it conntrack, up in the host namespace.
+    let a = pod(&pa, &[(18080, 80, "tcp")]);
+    let b = pod(&pb, &[(15354, 53, "udp")]);
+    host.block_on(|| async { client.add(&a).await.unwrap() });
+    let sock = host.run(|| {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        s
+    });
+    sock.send_to(b"early", "127.0.0.1:15354").unwrap();
+    host.block_on(|| async { client.add(&b).await.unwrap() });
+    serve_udp(&pb, 53, 1);
+    sock.send_to(b"late", "127.0.0.1:15354").unwrap();
+    let mut buf = [0u8; 64];
+    let (n, _) = sock
+        .recv_from(&mut buf)
+        .expect("a reply through the new mapping");
+    assert_eq!(&buf[..n], b"late");
+    host.block_on(|| async {
+        client.del(&a).await.unwrap();
+        client.del(&b).await.unwrap();
+    });
+}

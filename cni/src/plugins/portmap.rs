@@ -224,6 +224,22 @@ impl Plugin for Portmap {
         // Marker first: a crash after it leaves a DEL that still looks in nft.
         std::fs::write(dir.join(&t), &a.container_id)?;
         nft::apply(&script)?;
+        // UDP flows that hit these ports before the mapping existed would bypass it until
+        // their conntrack entries expire; drop them now (best effort, as the reference does).
+        for m in maps
+            .iter()
+            .filter(|m| m.protocol.eq_ignore_ascii_case("udp"))
+        {
+            for (fam, pod) in [(libc::AF_INET, pod4), (libc::AF_INET6, pod6)] {
+                if pod.is_some() {
+                    let _ = crate::conntrack::delete_by_dst_port(
+                        fam as u8,
+                        libc::IPPROTO_UDP as u8,
+                        m.host_port,
+                    );
+                }
+            }
+        }
         Ok(prev)
     }
 
