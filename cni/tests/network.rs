@@ -545,3 +545,42 @@ fn udp_host_port_serves_a_flow_seen_before_the_mapping() {
         client.del(&b).await.unwrap();
     });
 }
+
+/// berth-bridge delegating to another IPAM executable (the reference host-local) through
+/// CNI_PATH, rather than running our host-local in-process.
+#[test]
+fn berth_bridge_delegates_to_a_foreign_ipam_plugin() {
+    require_root!();
+    if !std::path::Path::new(common::REFERENCE_BIN_DIR)
+        .join("host-local")
+        .exists()
+    {
+        eprintln!("skipped: reference plugins not installed");
+        return;
+    }
+    let host = Netns::new("bth");
+    let p = Netns::new("btp");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("net.d")).unwrap();
+    let conf = serde_json::json!({
+        "cniVersion": "1.0.0", "name": "mixed",
+        "plugins": [{ "type": "berth-bridge", "bridge": common::unique("bt"), "isGateway": true,
+            "ipam": { "type": "host-local", "ranges": [[{"subnet": "10.232.9.0/24"}]],
+                      "dataDir": dir.path().join("leases") } }]
+    });
+    std::fs::write(dir.path().join("net.d/10.conflist"), conf.to_string()).unwrap();
+    let client = berth_cni::client::CniClient::new(berth_cni::client::ClientOptions {
+        conf_dir: dir.path().join("net.d"),
+        bin_dirs: vec![common::our_bin_dir(), common::REFERENCE_BIN_DIR.into()],
+        cache_dir: dir.path().join("cache"),
+        timeout: std::time::Duration::from_secs(20),
+    });
+    let pn = pod(&p, &[]);
+    let r = host.block_on(|| async { client.add(&pn).await.unwrap() });
+    let ip = r.sandbox_ips()[0].addr.to_string();
+    assert!(ip.starts_with("10.232.9."), "{ip}");
+    assert!(dir.path().join("leases/mixed").join(&ip).exists());
+    host.block_on(|| async { client.del(&pn).await.unwrap() });
+    assert!(!dir.path().join("leases/mixed").join(&ip).exists());
+    assert!(p.link_names().iter().all(|l| l == "lo"));
+}

@@ -14,7 +14,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    Args, Plugin, PluginError, code, delegate, prev_result, short_hash, spawn_delegate, sysctl,
+    Args, Delegated, Plugin, PluginError, code, delegate, prev_result, short_hash, spawn_delegate,
+    sysctl,
 };
 use crate::cidr::IpNet;
 use crate::client::result::{CniResult, Interface};
@@ -293,10 +294,51 @@ fn masq_script(tag: &str, addrs: &[IpNet]) -> String {
     s
 }
 
+/// Our own host-local, recognised by type, runs in-process: the same code as the
+/// `berth-host-local` executable on the same lease files, minus a fork/exec on every ADD/DEL.
+const LOCAL_IPAM: &str = "berth-host-local";
+
+/// An IPAM ADD in flight, overlapping the link setup.
+enum PendingIpam {
+    Local(std::thread::JoinHandle<Result<CniResult, PluginError>>),
+    Exec(Delegated),
+}
+
+impl PendingIpam {
+    fn start(a: &Args, c: &Conf) -> Result<Self, PluginError> {
+        if c.ipam_type() == LOCAL_IPAM {
+            let a = a.clone();
+            Ok(Self::Local(std::thread::spawn(move || {
+                super::ipam::HostLocal.add(&a)
+            })))
+        } else {
+            Ok(Self::Exec(spawn_delegate(a, c.ipam_type(), "ADD")?))
+        }
+    }
+
+    fn wait(self) -> Result<CniResult, PluginError> {
+        match self {
+            Self::Local(h) => h
+                .join()
+                .map_err(|_| PluginError::internal("ipam thread panicked"))?,
+            Self::Exec(d) => serde_json::from_slice(&d.wait()?)
+                .map_err(|e| PluginError::new(code::DECODE, format!("decode ipam result: {e}"))),
+        }
+    }
+}
+
+fn ipam_del(a: &Args, c: &Conf) -> Result<(), PluginError> {
+    if c.ipam_type() == LOCAL_IPAM {
+        super::ipam::HostLocal.del(a)
+    } else {
+        delegate(a, c.ipam_type(), "DEL").map(|_| ())
+    }
+}
+
 impl Plugin for Bridge {
     fn add(&self, a: &Args) -> Result<CniResult, PluginError> {
         let c: Conf = a.conf()?;
-        let ipam_run = spawn_delegate(a, c.ipam_type(), "ADD")?;
+        let ipam_run = PendingIpam::start(a, &c)?;
         let links = self.links(a, &c);
         // Only a pair we made may be removed on failure: an `ifname` that already existed
         // (a repeated ADD) belongs to someone else.
@@ -304,8 +346,7 @@ impl Plugin for Bridge {
         let ipam_out = ipam_run.wait();
         let result = (|| {
             let links = links?;
-            let mut ipam: CniResult = serde_json::from_slice(&ipam_out?)
-                .map_err(|e| PluginError::new(code::DECODE, format!("decode ipam result: {e}")))?;
+            let mut ipam = ipam_out?;
             if ipam.ips.is_empty() {
                 return Err(PluginError::new(
                     code::NO_ADDRESSES,
@@ -322,7 +363,7 @@ impl Plugin for Bridge {
                     // A repeated ADD: the interface and its lease belong to the first one.
                     return Err(e);
                 }
-                let _ = delegate(a, c.ipam_type(), "DEL");
+                let _ = ipam_del(a, &c);
                 if !made_links {
                     return Err(e);
                 }
@@ -341,7 +382,11 @@ impl Plugin for Bridge {
 
     fn del(&self, a: &Args) -> Result<(), PluginError> {
         let c: Conf = a.conf()?;
-        let ipam_run = spawn_delegate(a, c.ipam_type(), "DEL");
+        let ipam_run = if c.ipam_type() == LOCAL_IPAM {
+            None
+        } else {
+            Some(spawn_delegate(a, c.ipam_type(), "DEL"))
+        };
         if !a.netns.is_empty() && Path::new(&a.netns).exists() {
             let ifname = a.ifname.clone();
             in_netns(Path::new(&a.netns), move || -> Result<(), PluginError> {
@@ -375,7 +420,10 @@ impl Plugin for Bridge {
         if c.ip_masq {
             nft::delete_tagged("inet", MASQ_TABLE, &masq_tag(a))?;
         }
-        ipam_run?.wait().map(|_| ())
+        match ipam_run {
+            Some(run) => run?.wait().map(|_| ()),
+            None => super::ipam::HostLocal.del(a),
+        }
     }
 
     fn check(&self, a: &Args) -> Result<(), PluginError> {
