@@ -584,3 +584,37 @@ fn berth_bridge_delegates_to_a_foreign_ipam_plugin() {
     assert!(!dir.path().join("leases/mixed").join(&ip).exists());
     assert!(p.link_names().iter().all(|l| l == "lo"));
 }
+
+/// The default network Berth writes (bridge, host-local, portmap, loopback) works as shipped;
+/// only masquerading is off, as it must be in tests.
+#[test]
+fn default_network_serves_pods_and_host_ports() {
+    require_root!();
+    let host = Netns::new("bth");
+    let dir = tempfile::tempdir().unwrap();
+    let opts = berth_cni::client::ClientOptions {
+        conf_dir: dir.path().join("net.d"),
+        bin_dirs: vec![common::our_bin_dir()],
+        cache_dir: dir.path().join("cache"),
+        timeout: std::time::Duration::from_secs(20),
+    };
+    let client = berth_cni::client::CniClient::new(opts);
+    let def = berth_cni::client::config::DefaultNetwork {
+        bridge: common::unique("bt"),
+        subnet: "10.233.0.0/16".into(),
+        ip_masq: false,
+        data_dir: Some(dir.path().join("leases")),
+        ..Default::default()
+    };
+    client.ensure_default(&def).unwrap().expect("written");
+    let p = Netns::new("btp");
+    let pn = pod(&p, &[(18080, 80, "tcp")]);
+    host.block_on(|| async {
+        client.ready().await.unwrap();
+        client.add(&pn).await.unwrap()
+    });
+    serve(&p, 80, "default", 1);
+    assert_eq!(fetch(&host, "127.0.0.1:18080").unwrap(), "default");
+    host.block_on(|| async { client.del(&pn).await.unwrap() });
+    assert!(!host.nft_ruleset().contains("dnat"));
+}

@@ -246,6 +246,8 @@ pub struct DefaultNetwork {
     /// Masquerade pod traffic leaving the node; on for real nodes, off in tests.
     pub ip_masq: bool,
     pub file_name: String,
+    /// Where host-local keeps leases; `None` leaves the plugin default (/var/lib/cni/networks).
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Default for DefaultNetwork {
@@ -256,6 +258,7 @@ impl Default for DefaultNetwork {
             subnet: "10.88.0.0/16".into(),
             ip_masq: true,
             file_name: "10-berth.conflist".into(),
+            data_dir: None,
         }
     }
 }
@@ -263,7 +266,7 @@ impl Default for DefaultNetwork {
 impl DefaultNetwork {
     /// The conflist: our bridge with host-local IPAM, then portmap, then loopback.
     pub fn conflist(&self) -> Value {
-        serde_json::json!({
+        let mut v = serde_json::json!({
             "cniVersion": "1.0.0",
             "name": self.name,
             "plugins": [
@@ -282,7 +285,11 @@ impl DefaultNetwork {
                 { "type": "berth-portmap", "capabilities": { "portMappings": true } },
                 { "type": "berth-loopback" }
             ]
-        })
+        });
+        if let Some(d) = &self.data_dir {
+            v["plugins"][0]["ipam"]["dataDir"] = Value::String(d.to_string_lossy().into_owned());
+        }
+        v
     }
 }
 
