@@ -303,3 +303,18 @@ async fn default_network_and_readiness_reasons() {
     });
     c.ready().await.unwrap();
 }
+
+/// The daemon runs these from tonic handlers on a multi-threaded runtime.
+#[test]
+fn client_futures_are_send_and_client_is_shareable() {
+    fn send<T: Send>(_: &T) {}
+    fn shareable<T: Send + Sync>() {}
+    shareable::<CniClient>();
+    let c = CniClient::new(ClientOptions::default());
+    let p = pod();
+    send(&c.add(&p));
+    send(&c.del(&p));
+    send(&c.check(&p));
+    send(&c.ready());
+    send(&c.gc(&[]));
+}
