@@ -37,6 +37,11 @@ impl Ns {
 
 impl Drop for Ns {
     fn drop(&mut self) {
+        // berth-portmap's per-namespace lock and markers, keyed by the namespace inode.
+        if let Ok(m) = std::fs::metadata(self.path()) {
+            use std::os::unix::fs::MetadataExt;
+            let _ = std::fs::remove_dir_all(format!("/run/berth-portmap/{}", m.ino()));
+        }
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
     }
 }
