@@ -65,8 +65,33 @@ pub enum CgroupDriver {
 pub struct CniConfig {
     /// Where network configurations (`.conflist`, `.conf`, `.json`) are read from.
     pub conf_dir: PathBuf,
-    /// Where plugin executables are searched, in order.
+    /// Where plugin executables are searched, in order (after the directory of the `berth` binary, which
+    /// holds Berth's own plugins).
     pub bin_dirs: Vec<PathBuf>,
+    /// Written to `conf_dir` at start-up when it holds no network, so a fresh node has pod networking.
+    pub default_network: DefaultNetworkConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DefaultNetworkConfig {
+    /// Write the default network when the conf dir has none.
+    pub enabled: bool,
+    pub bridge: String,
+    pub subnet: String,
+    /// Masquerade pod traffic that leaves the node (what a real node wants; tests turn it off).
+    pub ip_masq: bool,
+}
+
+impl Default for DefaultNetworkConfig {
+    fn default() -> Self {
+        DefaultNetworkConfig {
+            enabled: true,
+            bridge: "berth0".into(),
+            subnet: "10.88.0.0/16".into(),
+            ip_masq: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -142,6 +167,7 @@ impl Default for CniConfig {
         CniConfig {
             conf_dir: "/etc/cni/net.d".into(),
             bin_dirs: vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()],
+            default_network: DefaultNetworkConfig::default(),
         }
     }
 }

@@ -150,7 +150,22 @@ async fn run(config: Config, listener: UnixListener) -> Result<(), ServeError> {
     )
     .await?;
     let berth = Berth::new(config, store, Arc::new(images))?;
-    if let Err(e) = berth.recover() {
+    let net = &berth.config.cni.default_network;
+    if net.enabled {
+        let default = berth_cni::client::config::DefaultNetwork {
+            bridge: net.bridge.clone(),
+            subnet: net.subnet.clone(),
+            ip_masq: net.ip_masq,
+            data_dir: Some(berth.config.root.join("cni").join("networks")),
+            ..Default::default()
+        };
+        match berth.cni.ensure_default(&default) {
+            Ok(Some(path)) => info!(path = %path.display(), "wrote the default pod network"),
+            Ok(None) => {}
+            Err(e) => warn!(error = %e, "cannot write the default pod network"),
+        }
+    }
+    if let Err(e) = berth.recover().await {
         warn!(error = %e.message(), "recovering interrupted work");
     }
     info!(socket = %socket.display(), version = env!("CARGO_PKG_VERSION"), "berth serving CRI v1");

@@ -228,22 +228,38 @@ pub fn create(
     };
     env.store.put(PODS, id, &record)?;
     match setup(env, &record, config) {
-        Ok(()) => {
-            let record = PodRecord {
-                state: PodState::Ready,
-                ..record
-            };
-            env.store.put(PODS, id, &record)?;
-            info!(pod = id, name = %meta.name, namespace = %meta.namespace, "pod sandbox ready");
-            Ok(record)
-        }
+        // Still `Creating`: the caller adds the network, then calls [`finish`].
+        Ok(()) => Ok(record),
         Err(e) => {
-            if let Err(undo) = teardown(env.state_dir, id) {
-                warn!(pod = id, error = %undo, "undoing a failed pod left something behind");
-            }
-            env.store.delete(PODS, id)?;
+            abandon(env.store, env.state_dir, id);
             Err(e)
         }
+    }
+}
+
+/// Completes a pod once its network is up: records its IPs (and names them in /etc/hosts), marks it ready.
+pub fn finish(store: &Store, state_dir: &Path, mut record: PodRecord, ips: Vec<String>) -> Result<PodRecord, PodError> {
+    if !record.host_network && !ips.is_empty() {
+        let paths = PodPaths::new(state_dir, &record.id);
+        std::fs::write(paths.hosts(), hosts_file(&record.hostname, &ips))
+            .map_err(|e| PodError::Failed(format!("writing hosts: {e}")))?;
+    }
+    record.ips = ips;
+    record.state = PodState::Ready;
+    store.put(PODS, &record.id, &record)?;
+    let meta = record.config().metadata.unwrap_or_default();
+    info!(pod = %record.id, name = %meta.name, namespace = %meta.namespace, ips = ?record.ips, "pod sandbox ready");
+    Ok(record)
+}
+
+/// Undoes a pod that could not be completed: host state and record. Failures are logged, not returned: the
+/// caller is already reporting the error that got us here.
+pub fn abandon(store: &Store, state_dir: &Path, id: &str) {
+    if let Err(e) = teardown(state_dir, id) {
+        warn!(pod = id, error = %e, "undoing a failed pod left something behind");
+    }
+    if let Err(e) = store.delete(PODS, id) {
+        warn!(pod = id, error = %e, "removing the record of a failed pod");
     }
 }
 
@@ -348,20 +364,6 @@ pub fn remove_own_cgroup(pod: &PodRecord) -> Result<(), PodError> {
 pub fn release_namespaces(state_dir: &Path, id: &str) -> Result<(), PodError> {
     let paths = PodPaths::new(state_dir, id);
     berth_runtime::pinns::unpin(&paths.ns_dir()).map_err(|e| PodError::Failed(e.to_string()))
-}
-
-/// Undoes pods whose creation a crash interrupted; returns how many.
-pub fn recover(store: &Store, state_dir: &Path) -> Result<usize, PodError> {
-    let mut undone = 0;
-    for (id, pod) in store.list::<PodRecord>(PODS)? {
-        if pod.state == PodState::Creating {
-            warn!(pod = %id, "undoing a pod sandbox whose creation was interrupted");
-            teardown(state_dir, &id)?;
-            store.delete(PODS, &id)?;
-            undone += 1;
-        }
-    }
-    Ok(undone)
 }
 
 /// `/etc/resolv.conf` from the CRI's DNS config; the host's own when the kubelet gives none.

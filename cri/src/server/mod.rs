@@ -32,6 +32,7 @@ pub struct Berth {
     pub images: Arc<berth_snapshotter::ImageStore>,
     pub runtimes: crate::container::Runtimes,
     pub events: events::Events,
+    pub cni: berth_cni::client::CniClient,
     /// Where `berth-pinns`, `berth-monitor` and `berth-runtime` live: beside the `berth` binary.
     pub bin_dir: PathBuf,
     pod_cidr: Mutex<String>,
@@ -54,12 +55,21 @@ impl Berth {
             .and_then(|p| p.parent().map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from("/usr/local/bin"));
         let runtimes = crate::container::Runtimes::new(&config, &bin_dir);
+        let mut bin_dirs = vec![bin_dir.clone()];
+        bin_dirs.extend(config.cni.bin_dirs.iter().cloned());
+        let cni = berth_cni::client::CniClient::new(berth_cni::client::ClientOptions {
+            conf_dir: config.cni.conf_dir.clone(),
+            bin_dirs,
+            cache_dir: config.root.join("cni"),
+            timeout: std::time::Duration::from_secs(60),
+        });
         Ok(Arc::new_cyclic(|me| Berth {
             config,
             store,
             images,
             runtimes,
             events: events::Events::default(),
+            cni,
             bin_dir,
             pod_cidr: Mutex::new(pod_cidr),
             me: me.clone(),
@@ -74,9 +84,9 @@ impl Berth {
     }
 
     /// Finishes or undoes what a crash interrupted: pods and containers left half-created.
-    pub fn recover(&self) -> Result<(), tonic::Status> {
+    pub async fn recover(&self) -> Result<(), tonic::Status> {
         self.recover_containers()?;
-        self.recover_pods()
+        self.recover_pods().await
     }
 
     /// The pod CIDR the kubelet last gave us (`UpdateRuntimeConfig`); empty until it does.

@@ -59,22 +59,86 @@ impl Berth {
         let store = self.store.clone();
         let bin_dir = self.bin_dir.clone();
         let pod_id = id.clone();
-        tokio::task::spawn_blocking(move || {
+        let cfg = config.clone();
+        let record = tokio::task::spawn_blocking(move || {
             let env = PodEnv {
                 store: &store,
                 state_dir: &env_state,
                 bin_dir: &bin_dir,
             };
-            pod::create(&env, &pod_id, &config, &handler)
+            pod::create(&env, &pod_id, &cfg, &handler)
         })
         .await
         .map_err(internal)?
         .map_err(pod_error)?;
-        self.events
-            .pod(&id, ContainerEventType::ContainerCreatedEvent);
-        self.events
-            .pod(&id, ContainerEventType::ContainerStartedEvent);
+
+        let mut ips = Vec::new();
+        if !record.host_network {
+            let net = self.pod_network(&record);
+            match self.cni.add(&net).await {
+                Ok(result) => {
+                    let mut found = result.sandbox_ips();
+                    // IPv4 first: the kubelet takes the first as the pod's primary IP.
+                    found.sort_by_key(|n| n.addr.is_ipv6());
+                    ips = found.iter().map(|n| n.addr.to_string()).collect();
+                }
+                Err(e) => {
+                    if let Err(del) = self.cni.del(&net).await {
+                        warn!(pod = %id, error = %del, "releasing a half-set-up pod network");
+                    }
+                    let (store, state) = (self.store.clone(), self.config.state.clone());
+                    let pid = id.clone();
+                    let _ = tokio::task::spawn_blocking(move || pod::abandon(&store, &state, &pid)).await;
+                    return Err(Status::internal(format!("setting up the pod network: {e}")));
+                }
+            }
+        }
+        let (store, state) = (self.store.clone(), self.config.state.clone());
+        tokio::task::spawn_blocking(move || pod::finish(&store, &state, record, ips))
+            .await
+            .map_err(internal)?
+            .map_err(pod_error)?;
+        self.events.pod(&id, ContainerEventType::ContainerCreatedEvent);
+        self.events.pod(&id, ContainerEventType::ContainerStartedEvent);
         Ok(id)
+    }
+
+    /// What the CNI plugins are told about a pod (also what DEL needs to find its cached ADD).
+    fn pod_network(&self, pod: &PodRecord) -> berth_cni::client::PodNetwork {
+        let config = pod.config();
+        let meta = config.metadata.clone().unwrap_or_default();
+        let port_mappings = config
+            .port_mappings
+            .iter()
+            .filter(|p| p.host_port > 0)
+            .map(|p| berth_cni::client::PortMapping {
+                host_port: p.host_port as u16,
+                container_port: p.container_port as u16,
+                protocol: match Protocol::try_from(p.protocol) {
+                    Ok(Protocol::Udp) => "udp",
+                    Ok(Protocol::Sctp) => "sctp",
+                    _ => "tcp",
+                }
+                .into(),
+                host_ip: p.host_ip.parse().ok(),
+            })
+            .collect();
+        let dns = config.dns_config.as_ref().map(|d| berth_cni::client::DnsCapability {
+            servers: d.servers.clone(),
+            searches: d.searches.clone(),
+            options: d.options.clone(),
+        });
+        berth_cni::client::PodNetwork {
+            id: pod.id.clone(),
+            netns: pod::PodPaths::new(&self.config.state, &pod.id).ns("net"),
+            ifname: "eth0".into(),
+            name: meta.name,
+            namespace: meta.namespace,
+            uid: meta.uid,
+            port_mappings,
+            dns,
+            ..Default::default()
+        }
     }
 
     /// Stops every container of the pod, then releases its namespaces. Unknown ids succeed (idempotent).
@@ -84,6 +148,12 @@ impl Berth {
         };
         for c in self.containers_of(&pod.id)? {
             self.stop_container(&c.id, 0).await?;
+        }
+        if !pod.host_network {
+            self.cni
+                .del(&self.pod_network(&pod))
+                .await
+                .map_err(|e| Status::internal(format!("tearing down the pod network: {e}")))?;
         }
         let state = self.config.state.clone();
         let pid = pod.id.clone();
@@ -108,6 +178,13 @@ impl Berth {
         };
         for c in self.containers_of(&pod.id)? {
             self.remove_container(&c.id).await?;
+        }
+        if !pod.host_network {
+            // Idempotent: a stopped pod's network is already gone.
+            self.cni
+                .del(&self.pod_network(&pod))
+                .await
+                .map_err(|e| Status::internal(format!("tearing down the pod network: {e}")))?;
         }
         let state = self.config.state.clone();
         let record = pod.clone();
@@ -217,16 +294,22 @@ impl Berth {
             .collect())
     }
 
-    /// Start-up: undo pods whose creation a crash interrupted.
-    pub(crate) fn recover_pods(&self) -> Result<(), Status> {
-        match pod::recover(&self.store, &self.config.state) {
-            Ok(0) => Ok(()),
-            Ok(n) => {
-                warn!(count = n, "undid interrupted pod creations");
-                Ok(())
+    /// Start-up: undo pods whose creation a crash interrupted, network first.
+    pub(crate) async fn recover_pods(&self) -> Result<(), Status> {
+        for (id, p) in self.store.list::<PodRecord>(PODS).map_err(internal)? {
+            if p.state != PodState::Creating {
+                continue;
             }
-            Err(e) => Err(pod_error(e)),
+            warn!(pod = %id, "undoing a pod sandbox whose creation was interrupted");
+            if !p.host_network
+                && let Err(e) = self.cni.del(&self.pod_network(&p)).await
+            {
+                warn!(pod = %id, error = %e, "releasing the network of an interrupted pod");
+            }
+            let (store, state) = (self.store.clone(), self.config.state.clone());
+            tokio::task::spawn_blocking(move || pod::abandon(&store, &state, &id)).await.map_err(internal)?;
         }
+        Ok(())
     }
 }
 
