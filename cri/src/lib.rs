@@ -22,4 +22,5 @@ pub mod config;
 pub mod daemon;
 pub mod host;
 pub mod server;
+pub mod spec;
 pub mod store;
