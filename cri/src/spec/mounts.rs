@@ -186,7 +186,25 @@ pub fn mounts(
         })
         .collect();
     let mut rootfs_propagation: Option<String> = None;
+    let mut mountinfo: Option<String> = None;
     for b in binds {
+        if b.propagation != MountPropagation::PropagationPrivate {
+            let info = match &mountinfo {
+                Some(i) => i,
+                None => mountinfo.insert(std::fs::read_to_string("/proc/self/mountinfo").map_err(
+                    |e| SpecError::Mount {
+                        path: b.dest.display().to_string(),
+                        reason: format!("read /proc/self/mountinfo: {e}"),
+                    },
+                )?),
+            };
+            check_propagation(info, &b.source, b.propagation).map_err(|reason| {
+                SpecError::Mount {
+                    path: b.dest.display().to_string(),
+                    reason,
+                }
+            })?;
+        }
         let mut options = vec!["rbind".to_string()];
         match b.propagation {
             MountPropagation::PropagationPrivate => options.push("rprivate".into()),
@@ -213,4 +231,73 @@ pub fn mounts(
         mounts: out,
         rootfs_propagation,
     })
+}
+
+/// Undo mountinfo's octal escapes (`\040` for a space).
+fn unescape(field: &str) -> String {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The mount point holding `path` and whether it is shared / a slave, from mountinfo text.
+pub fn mount_of(mountinfo: &str, path: &Path) -> Option<(PathBuf, bool, bool)> {
+    let mut best: Option<(PathBuf, bool, bool)> = None;
+    for line in mountinfo.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        let Some(mp) = f.get(4).map(|m| PathBuf::from(unescape(m))) else {
+            continue;
+        };
+        if !path.starts_with(&mp) {
+            continue;
+        }
+        let optional = f.iter().skip(6).take_while(|x| **x != "-");
+        let (mut shared, mut slave) = (false, false);
+        for o in optional {
+            shared |= o.starts_with("shared:");
+            slave |= o.starts_with("master:");
+        }
+        // The deepest mount point wins; among equals, the last (topmost) one listed.
+        if best.as_ref().is_none_or(|(b, _, _)| depth(&mp) >= depth(b)) {
+            best = Some((mp, shared, slave));
+        }
+    }
+    best
+}
+
+/// containerd's `ensureShared` / `ensureSharedOrSlave`: propagation needs a source mount that propagates.
+pub fn check_propagation(
+    mountinfo: &str,
+    source: &Path,
+    propagation: MountPropagation,
+) -> Result<(), String> {
+    let Some((mp, shared, slave)) = mount_of(mountinfo, source) else {
+        return Err(format!("no mount holds {}", source.display()));
+    };
+    match propagation {
+        MountPropagation::PropagationBidirectional if !shared => Err(format!(
+            "path {} is mounted on {} but it is not a shared mount",
+            source.display(),
+            mp.display()
+        )),
+        MountPropagation::PropagationHostToContainer if !shared && !slave => Err(format!(
+            "path {} is mounted on {} but it is not a shared or slave mount",
+            source.display(),
+            mp.display()
+        )),
+        _ => Ok(()),
+    }
 }
