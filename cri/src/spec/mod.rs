@@ -419,11 +419,11 @@ fn nofile_rlimit() -> Result<PosixRlimit, SpecError> {
         .build()?)
 }
 
+/// `<cgroup_parent>/<id>` as an absolute cgroupfs path.
 fn cgroups_path(parent: &str, id: &str) -> PathBuf {
-    let parent = parent.trim_end_matches('/');
-    let parent = if parent.is_empty() { "" } else { parent };
-    if parent.starts_with('/') || parent.is_empty() {
-        PathBuf::from(format!("{parent}/{id}"))
+    let parent = parent.trim_matches('/');
+    if parent.is_empty() {
+        PathBuf::from(format!("/{id}"))
     } else {
         PathBuf::from(format!("/{parent}/{id}"))
     }

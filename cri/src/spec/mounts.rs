@@ -165,6 +165,10 @@ pub fn mounts(
         if binds.iter().any(|b| b.dest == dest) {
             continue;
         }
+        // As containerd: a pod without a hostname file (older state) gets none.
+        if dest == Path::new("/etc/hostname") && !source.exists() {
+            continue;
+        }
         binds.push(Bind {
             dest,
             source,

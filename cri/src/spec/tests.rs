@@ -42,6 +42,9 @@ impl Fixture {
         fs::write(etc.join("passwd"), PASSWD).expect("passwd");
         fs::write(etc.join("group"), GROUP).expect("group");
         fs::create_dir_all(dir.path().join("pod/shm")).expect("shm");
+        for file in ["hostname", "hosts", "resolv.conf"] {
+            fs::write(dir.path().join("pod").join(file), "").expect("pod file");
+        }
         Fixture { dir }
     }
 
@@ -767,6 +770,10 @@ fn default_mounts_and_pod_files() {
         "the pod's UTS namespace already has the hostname"
     );
 
+    fs::remove_file(f.dir.path().join("pod/hostname")).expect("rm hostname");
+    let s = f.spec(&pod_config(), &ctr(), &image()).expect("spec");
+    assert!(mount_at(&s, "/etc/hostname").is_none());
+
     // IPC NODE: the host's /dev/shm.
     let config = pod_config();
     let mut pod = f.pod(&config);
@@ -1037,6 +1044,8 @@ fn namespaces_join_the_pod() {
         linux(&s).cgroups_path().as_deref(),
         Some(Path::new("/kubepods/pod1/ctr1"))
     );
+    assert_eq!(cgroups_path("berth/p/", "c"), Path::new("/berth/p/c"));
+    assert_eq!(cgroups_path("", "c"), Path::new("/c"));
 }
 
 #[test]
