@@ -13,7 +13,8 @@
 //!   host paths of CRI mounts, which are created as directories as containerd and the kubelet do.
 //!
 //! [`container_spec`] builds the spec; [`resolve_user`] and [`stop_signal`] answer the two questions the container's
-//! status needs later (who it runs as, which signal stops it). Every way a request can be wrong is a [`SpecError`],
+//! status needs later (who it runs as, which signal stops it). The spec's `process.user` is exactly what
+//! [`resolve_user`] returns, so a caller holding the spec need not resolve twice. Every way a request can be wrong is a [`SpecError`],
 //! which the server maps to `InvalidArgument`.
 //!
 //! # What the spec holds
@@ -27,7 +28,8 @@
 //! * `root`: the rootfs, absolute, read-only with `readonly_rootfs`.
 //! * `mounts`: proc, /dev tmpfs, devpts, mqueue, sysfs, a cgroup view, then hostname/hosts/resolv.conf/`/dev/shm` and
 //!   the CRI mounts (rbind with propagation), shallow destinations first; a CRI mount replaces a default one at the
-//!   same destination, and a CRI `/dev` drops every default under `/dev`.
+//!   same destination, and a CRI `/dev` drops every default under `/dev`. As in containerd, BIDIRECTIONAL needs a
+//!   shared source mount and HOST_TO_CONTAINER a shared or slave one (read from /proc/self/mountinfo).
 //! * `linux`: namespaces (see [`PodContext`]), cgroupsPath `<cgroup_parent>/<id>`, resources, devices and device
 //!   cgroup rules, masked / read-only paths, the pod's sysctls, seccomp (`RuntimeDefault` is the table in
 //!   [`seccomp_default`], `Localhost` a JSON profile on the host, `Unconfined` none).
@@ -37,7 +39,8 @@
 //!
 //! # Not covered (yet)
 //! SELinux and AppArmor, user namespaces, image-defined volumes, image volumes (`Mount.image`), recursive read-only
-//! and id-mapped mounts, CDI devices, checking that a propagated mount's source is itself shared/slave, blkio.
+//! and id-mapped mounts, CDI devices, blkio. The runtime does not create a missing `cwd` (runc does): an image
+//! whose WorkingDir is absent from its rootfs fails at start until it does.
 //! Requests for the unsupported mount and namespace features are refused with a [`SpecError`] rather than ignored.
 
 mod caps;
@@ -416,11 +419,11 @@ fn nofile_rlimit() -> Result<PosixRlimit, SpecError> {
         .build()?)
 }
 
+/// `<cgroup_parent>/<id>` as an absolute cgroupfs path.
 fn cgroups_path(parent: &str, id: &str) -> PathBuf {
-    let parent = parent.trim_end_matches('/');
-    let parent = if parent.is_empty() { "" } else { parent };
-    if parent.starts_with('/') || parent.is_empty() {
-        PathBuf::from(format!("{parent}/{id}"))
+    let parent = parent.trim_matches('/');
+    if parent.is_empty() {
+        PathBuf::from(format!("/{id}"))
     } else {
         PathBuf::from(format!("/{parent}/{id}"))
     }

@@ -165,6 +165,10 @@ pub fn mounts(
         if binds.iter().any(|b| b.dest == dest) {
             continue;
         }
+        // As containerd: a pod without a hostname file (older state) gets none.
+        if dest == Path::new("/etc/hostname") && !source.exists() {
+            continue;
+        }
         binds.push(Bind {
             dest,
             source,
@@ -240,7 +244,7 @@ fn unescape(field: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'\\'
-            && i + 3 < b.len() + 0
+            && i + 3 < b.len()
             && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
         {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));

@@ -42,6 +42,9 @@ impl Fixture {
         fs::write(etc.join("passwd"), PASSWD).expect("passwd");
         fs::write(etc.join("group"), GROUP).expect("group");
         fs::create_dir_all(dir.path().join("pod/shm")).expect("shm");
+        for file in ["hostname", "hosts", "resolv.conf"] {
+            fs::write(dir.path().join("pod").join(file), "").expect("pod file");
+        }
         Fixture { dir }
     }
 
@@ -767,6 +770,10 @@ fn default_mounts_and_pod_files() {
         "the pod's UTS namespace already has the hostname"
     );
 
+    fs::remove_file(f.dir.path().join("pod/hostname")).expect("rm hostname");
+    let s = f.spec(&pod_config(), &ctr(), &image()).expect("spec");
+    assert!(mount_at(&s, "/etc/hostname").is_none());
+
     // IPC NODE: the host's /dev/shm.
     let config = pod_config();
     let mut pod = f.pod(&config);
@@ -796,7 +803,7 @@ fn cri_mount(
 }
 
 #[test]
-fn cri_mounts_sorted_with_propagation_and_overrides() {
+fn cri_mounts_sorted_with_overrides() {
     let f = Fixture::new();
     let host = f.dir.path().join("host");
     fs::create_dir_all(&host).expect("host dir");
@@ -813,7 +820,7 @@ fn cri_mounts_sorted_with_propagation_and_overrides() {
             "/data",
             &host,
             true,
-            api::MountPropagation::PropagationHostToContainer,
+            api::MountPropagation::PropagationPrivate,
         ),
         cri_mount(
             "/etc/hosts",
@@ -825,7 +832,7 @@ fn cri_mounts_sorted_with_propagation_and_overrides() {
             "/shared/",
             &host,
             false,
-            api::MountPropagation::PropagationBidirectional,
+            api::MountPropagation::PropagationPrivate,
         ),
         cri_mount(
             "/created",
@@ -860,17 +867,17 @@ fn cri_mounts_sorted_with_propagation_and_overrides() {
     );
     assert_eq!(
         opts(mount_at(&s, "/data").expect("data")),
-        ["rbind", "rslave", "ro"]
+        ["rbind", "rprivate", "ro"]
     );
     assert_eq!(
         opts(mount_at(&s, "/data/sub/deep").expect("deep")),
         ["rbind", "rprivate", "rw"]
     );
-    assert_eq!(
-        opts(mount_at(&s, "/shared").expect("shared")),
-        ["rbind", "rshared", "rw"]
+    assert!(
+        mount_at(&s, "/shared").is_some(),
+        "destinations are cleaned"
     );
-    assert_eq!(linux(&s).rootfs_propagation().as_deref(), Some("rshared"));
+    assert!(linux(&s).rootfs_propagation().is_none());
     assert!(
         f.dir.path().join("missing/dir").is_dir(),
         "a missing host path is created"
@@ -906,6 +913,84 @@ fn cri_mounts_sorted_with_propagation_and_overrides() {
         c.mounts = vec![m];
         let err = f.spec(&pod_config(), &c, &image()).unwrap_err();
         assert!(matches!(err, SpecError::Mount { .. }), "{err}");
+    }
+}
+
+const MOUNTINFO: &str = "\
+27 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
+40 27 0:50 / /var/lib/kubelet rw,relatime master:7 - ext4 /dev/vdb rw
+41 40 0:51 / /var/lib/kubelet/pods rw,relatime - tmpfs tmpfs rw
+42 27 0:52 / /mnt/with\\040space rw,relatime shared:9 - tmpfs tmpfs rw
+43 27 0:53 / /private rw,relatime - tmpfs tmpfs rw
+44 27 0:54 / /private rw,relatime shared:12 - tmpfs tmpfs rw
+";
+
+#[test]
+fn propagation_needs_a_propagating_source() {
+    use mounts::{check_propagation, mount_of};
+    let (bi, h2c) = (
+        api::MountPropagation::PropagationBidirectional,
+        api::MountPropagation::PropagationHostToContainer,
+    );
+    let (mp, shared, slave) = mount_of(MOUNTINFO, Path::new("/var/lib/kubelet/x")).expect("mount");
+    assert_eq!(
+        (mp.as_path(), shared, slave),
+        (Path::new("/var/lib/kubelet"), false, true)
+    );
+    assert!(check_propagation(MOUNTINFO, Path::new("/data"), bi).is_ok());
+    assert!(check_propagation(MOUNTINFO, Path::new("/var/lib/kubelet/a"), h2c).is_ok());
+    assert!(check_propagation(MOUNTINFO, Path::new("/var/lib/kubelet/a"), bi).is_err());
+    let err = check_propagation(MOUNTINFO, Path::new("/var/lib/kubelet/pods/p"), h2c).unwrap_err();
+    assert!(err.contains("not a shared or slave mount"), "{err}");
+    assert!(check_propagation(MOUNTINFO, Path::new("/mnt/with space/d"), bi).is_ok());
+    // Stacked on the same mount point: the last one listed is the visible one.
+    assert!(check_propagation(MOUNTINFO, Path::new("/private/d"), bi).is_ok());
+    // Not a prefix by characters: /var/lib/kubeletx is on /.
+    assert_eq!(
+        mount_of(MOUNTINFO, Path::new("/var/lib/kubeletx"))
+            .expect("root")
+            .0,
+        Path::new("/")
+    );
+}
+
+#[test]
+fn propagated_cri_mounts() {
+    let f = Fixture::new();
+    let host = f.dir.path().join("host");
+    fs::create_dir_all(&host).expect("host dir");
+    let info = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let (_, shared, slave) = mounts::mount_of(&info, &host).expect("mount of tempdir");
+    for (prop, option, root, ok) in [
+        (
+            api::MountPropagation::PropagationHostToContainer,
+            "rslave",
+            "rslave",
+            shared || slave,
+        ),
+        (
+            api::MountPropagation::PropagationBidirectional,
+            "rshared",
+            "rshared",
+            shared,
+        ),
+    ] {
+        let mut c = ctr();
+        c.mounts = vec![cri_mount("/data", &host, false, prop)];
+        match f.spec(&pod_config(), &c, &image()) {
+            Ok(s) => {
+                assert!(ok, "{prop:?} accepted on a private mount");
+                assert_eq!(
+                    opts(mount_at(&s, "/data").expect("data")),
+                    ["rbind", option, "rw"]
+                );
+                assert_eq!(linux(&s).rootfs_propagation().as_deref(), Some(root));
+            }
+            Err(e) => {
+                assert!(!ok, "{prop:?}: {e}");
+                assert!(matches!(e, SpecError::Mount { .. }), "{e}");
+            }
+        }
     }
 }
 
@@ -959,6 +1044,8 @@ fn namespaces_join_the_pod() {
         linux(&s).cgroups_path().as_deref(),
         Some(Path::new("/kubepods/pod1/ctr1"))
     );
+    assert_eq!(cgroups_path("berth/p/", "c"), Path::new("/berth/p/c"));
+    assert_eq!(cgroups_path("", "c"), Path::new("/c"));
 }
 
 #[test]
