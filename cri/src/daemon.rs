@@ -169,6 +169,7 @@ async fn run(config: Config, listener: UnixListener) -> Result<(), ServeError> {
         warn!(error = %e.message(), "recovering interrupted work");
     }
     info!(socket = %socket.display(), version = env!("CARGO_PKG_VERSION"), "berth serving CRI v1");
+    let stop_signal = shutdown_signal();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(
         tonic::transport::Server::builder()
@@ -181,7 +182,7 @@ async fn run(config: Config, listener: UnixListener) -> Result<(), ServeError> {
     );
     tokio::select! {
         result = &mut server => return finished(result),
-        () = shutdown_signal() => {}
+        () = stop_signal => {}
     }
     let _ = stop_tx.send(());
     // Clients such as the kubelet keep their HTTP/2 connection open for ever; in-flight calls get a grace period,
@@ -211,25 +212,30 @@ fn finished(
     }
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGTERM/SIGINT handlers now, before the socket answers, so a signal that arrives as soon as a
+/// client sees the daemon is a clean shutdown and not the default death; the future resolves on the first one.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (mut term, mut int) = match (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) {
-        (Ok(t), Ok(i)) => (t, i),
-        (t, i) => {
-            warn!(
-                term = t.is_ok(),
-                int = i.is_ok(),
-                "cannot install signal handlers; stop with SIGKILL"
-            );
-            return std::future::pending().await;
-        }
-    };
-    let name = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    };
-    info!(signal = name, "shutting down");
+    );
+    async move {
+        let (mut term, mut int) = match handlers {
+            (Ok(t), Ok(i)) => (t, i),
+            (t, i) => {
+                warn!(
+                    term = t.is_ok(),
+                    int = i.is_ok(),
+                    "cannot install signal handlers; stop with SIGKILL"
+                );
+                return std::future::pending().await;
+            }
+        };
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        info!(signal = name, "shutting down");
+    }
 }

@@ -238,7 +238,12 @@ pub fn create(
 }
 
 /// Completes a pod once its network is up: records its IPs (and names them in /etc/hosts), marks it ready.
-pub fn finish(store: &Store, state_dir: &Path, mut record: PodRecord, ips: Vec<String>) -> Result<PodRecord, PodError> {
+pub fn finish(
+    store: &Store,
+    state_dir: &Path,
+    mut record: PodRecord,
+    ips: Vec<String>,
+) -> Result<PodRecord, PodError> {
     if !record.host_network && !ips.is_empty() {
         let paths = PodPaths::new(state_dir, &record.id);
         std::fs::write(paths.hosts(), hosts_file(&record.hostname, &ips))

@@ -34,13 +34,22 @@ pub fn berth_bin() -> PathBuf {
 }
 
 /// A config file for a daemon rooted in `dir`, with `extra` TOML appended (top-level keys first, then tables).
+///
+/// Each daemon gets a default pod network of its own (bridge name and /24 unique to it, no masquerade), so tests
+/// run in parallel and no pod traffic is ever NATed off the machine.
 pub fn config_text(dir: &Path, extra: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let pid = std::process::id();
     format!(
-        "root = \"{root}\"\nstate = \"{state}\"\nsocket = \"{socket}\"\nlog_level = \"debug\"\n{extra}\n\n[cni]\nconf_dir = \"{cni}\"\n",
+        "root = \"{root}\"\nstate = \"{state}\"\nsocket = \"{socket}\"\nlog_level = \"debug\"\n{extra}\n\n[cni]\nconf_dir = \"{cni}\"\n\n[cni.default_network]\nbridge = \"bt{pid:x}{n:x}\"\nsubnet = \"10.{o2}.{o3}.0/24\"\nip_masq = false\n",
         root = dir.join("root").display(),
         state = dir.join("s").display(),
         socket = dir.join("berth.sock").display(),
         cni = dir.join("net.d").display(),
+        o2 = 100 + pid % 100,
+        o3 = n % 250,
     )
 }
 
@@ -203,6 +212,21 @@ impl Daemon {
         .join();
     }
 
+    /// Deletes this daemon's default-network bridge: links outlive the daemon that made them.
+    fn remove_bridge(&self) {
+        let config = std::fs::read_to_string(&self.config_path).unwrap_or_default();
+        if let Some(name) = config
+            .lines()
+            .find_map(|l| l.strip_prefix("bridge = \""))
+            .map(|v| v.trim_end_matches('"'))
+        {
+            let _ = Command::new("ip")
+                .args(["link", "del", name])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+
     /// Lazily unmounts whatever is still mounted under the daemon's directory (a last resort after a failure).
     fn sweep_mounts(&self) {
         let root = self.dir.path().to_string_lossy().into_owned();
@@ -226,6 +250,7 @@ impl Drop for Daemon {
             let _ = self.terminate();
         }
         self.sweep_mounts();
+        self.remove_bridge();
         if std::thread::panicking() {
             eprintln!(
                 "--- berth log ({}) ---\n{}",

@@ -38,18 +38,13 @@ async fn status_reports_conditions_and_verbose_config() {
         runtime.status,
         "runtime not ready on the CI machine: {runtime:?}"
     );
-    // The harness gives each daemon an empty CNI conf dir: the network is not ready, and says why.
+    // A fresh conf dir gets Berth's default network, with Berth's own plugins: ready.
     let network = conditions
         .iter()
         .find(|c| c.r#type == "NetworkReady")
         .expect("NetworkReady condition");
-    assert!(!network.status);
-    assert_eq!(network.reason, "NetworkPluginNotReady");
-    assert!(
-        network.message.contains("net.d"),
-        "message should name the conf dir: {}",
-        network.message
-    );
+    assert!(network.status, "{network:?}");
+    assert!(d.dir.path().join("net.d/10-berth.conflist").exists());
 
     let config: serde_json::Value =
         serde_json::from_str(&s.info["config"]).expect("config is JSON");
@@ -71,10 +66,32 @@ async fn status_reports_conditions_and_verbose_config() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn network_becomes_ready_when_a_cni_config_appears() {
+async fn network_is_not_ready_without_a_config_and_says_why_then_ready_when_one_appears() {
     let d = Daemon::start().await.unwrap();
     let conf_dir = d.dir.path().join("net.d");
-    std::fs::create_dir_all(&conf_dir).unwrap();
+    std::fs::remove_file(conf_dir.join("10-berth.conflist")).unwrap();
+    let mut c = d.client().await.unwrap();
+    let s = c
+        .runtime
+        .status(StatusRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let network = s
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.r#type == "NetworkReady")
+        .unwrap();
+    assert!(!network.status);
+    assert_eq!(network.reason, "NetworkPluginNotReady");
+    assert!(
+        network.message.contains("net.d"),
+        "message should name the conf dir: {}",
+        network.message
+    );
+
     std::fs::write(
         conf_dir.join("10-test.conflist"),
         r#"{"cniVersion":"1.0.0","name":"test","plugins":[{"type":"loopback"}]}"#,
@@ -297,10 +314,10 @@ async fn info_describes_storage_cgroups_runtimes_and_network() {
     ] {
         assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
     }
-    // The harness's conf dir is empty: info says so as a missing prerequisite.
     assert!(
-        stdout.contains("WARNING: no CNI network config"),
-        "{stdout}"
+        stdout.contains("10-berth.conflist"),
+        "the default network should be listed:
+{stdout}"
     );
 }
 

@@ -88,7 +88,8 @@ impl Berth {
                     }
                     let (store, state) = (self.store.clone(), self.config.state.clone());
                     let pid = id.clone();
-                    let _ = tokio::task::spawn_blocking(move || pod::abandon(&store, &state, &pid)).await;
+                    let _ = tokio::task::spawn_blocking(move || pod::abandon(&store, &state, &pid))
+                        .await;
                     return Err(Status::internal(format!("setting up the pod network: {e}")));
                 }
             }
@@ -98,8 +99,10 @@ impl Berth {
             .await
             .map_err(internal)?
             .map_err(pod_error)?;
-        self.events.pod(&id, ContainerEventType::ContainerCreatedEvent);
-        self.events.pod(&id, ContainerEventType::ContainerStartedEvent);
+        self.events
+            .pod(&id, ContainerEventType::ContainerCreatedEvent);
+        self.events
+            .pod(&id, ContainerEventType::ContainerStartedEvent);
         Ok(id)
     }
 
@@ -123,11 +126,14 @@ impl Berth {
                 host_ip: p.host_ip.parse().ok(),
             })
             .collect();
-        let dns = config.dns_config.as_ref().map(|d| berth_cni::client::DnsCapability {
-            servers: d.servers.clone(),
-            searches: d.searches.clone(),
-            options: d.options.clone(),
-        });
+        let dns = config
+            .dns_config
+            .as_ref()
+            .map(|d| berth_cni::client::DnsCapability {
+                servers: d.servers.clone(),
+                searches: d.searches.clone(),
+                options: d.options.clone(),
+            });
         berth_cni::client::PodNetwork {
             id: pod.id.clone(),
             netns: pod::PodPaths::new(&self.config.state, &pod.id).ns("net"),
@@ -307,7 +313,9 @@ impl Berth {
                 warn!(pod = %id, error = %e, "releasing the network of an interrupted pod");
             }
             let (store, state) = (self.store.clone(), self.config.state.clone());
-            tokio::task::spawn_blocking(move || pod::abandon(&store, &state, &id)).await.map_err(internal)?;
+            tokio::task::spawn_blocking(move || pod::abandon(&store, &state, &id))
+                .await
+                .map_err(internal)?;
         }
         Ok(())
     }
