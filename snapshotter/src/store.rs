@@ -167,6 +167,15 @@ fn http_client(insecure: bool) -> Result<reqwest::Client> {
         .map_err(|e| Error::Unsupported(format!("cannot build the http client: {e}")))
 }
 
+/// Runs `jobs` at most [`PARALLEL_LAYERS`] at a time; the first error wins, after every job has finished.
+async fn run_parallel<F: std::future::Future<Output = Result<()>>>(jobs: Vec<F>) -> Result<()> {
+    let results: Vec<Result<()>> = futures_util::stream::iter(jobs)
+        .buffer_unordered(PARALLEL_LAYERS)
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
 /// `sha256(parent_chain + " " + diff_id)`, the OCI chain id.
 pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
@@ -607,30 +616,24 @@ impl ImageStore {
         source: &Source,
         progress: &Progress,
     ) -> Result<()> {
+        type Job<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'a>>;
         match self.kind {
             SnapshotterKind::Overlayfs => {
                 // Each layer is unpacked on its own while it streams; parents need not be there yet.
-                let jobs = image.layers.iter().enumerate().map(|(i, layer)| {
+                let mut jobs: Vec<Job<'_>> = Vec::with_capacity(image.layers.len());
+                for (i, layer) in image.layers.iter().enumerate() {
                     let parent = i.checked_sub(1).map(|p| image.layers[p].chain_id.clone());
-                    self.ensure_layer(layer, parent, source, progress)
-                });
-                let results: Vec<Result<()>> = futures_util::stream::iter(jobs)
-                    .buffer_unordered(PARALLEL_LAYERS)
-                    .collect()
-                    .await;
-                results.into_iter().collect::<Result<Vec<()>>>()?;
+                    jobs.push(Box::pin(self.ensure_layer(layer, parent, source, progress)));
+                }
+                run_parallel(jobs).await?;
             }
             SnapshotterKind::Native => {
                 // Blobs in parallel, then each snapshot copied from its parent in order.
-                let fetches = image
-                    .layers
-                    .iter()
-                    .map(|layer| self.ensure_blob(layer, source, progress));
-                let results: Vec<Result<()>> = futures_util::stream::iter(fetches)
-                    .buffer_unordered(PARALLEL_LAYERS)
-                    .collect()
-                    .await;
-                results.into_iter().collect::<Result<Vec<()>>>()?;
+                let mut jobs: Vec<Job<'_>> = Vec::with_capacity(image.layers.len());
+                for layer in &image.layers {
+                    jobs.push(Box::pin(self.ensure_blob(layer, source, progress)));
+                }
+                run_parallel(jobs).await?;
                 for (i, layer) in image.layers.iter().enumerate() {
                     let parent = i.checked_sub(1).map(|p| image.layers[p].chain_id.clone());
                     self.ensure_layer(layer, parent, &Source::Local, progress)
@@ -942,5 +945,20 @@ impl ImageStore {
 
     pub(crate) fn platform(&self) -> &Platform {
         &self.platform
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The daemon spawns pulls and imports on its runtime: their futures must be `Send`.
+    #[allow(dead_code)]
+    fn futures_are_send(store: &'static ImageStore, r: &'static Reference, p: &'static Path) {
+        fn send<T: Send>(_: T) {}
+        send(store.pull(r, None, |_| {}));
+        send(store.import(p));
+        send(store.remove("x"));
+        send(store.gc());
     }
 }
