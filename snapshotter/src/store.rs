@@ -59,6 +59,20 @@ pub struct Image {
 }
 
 impl Image {
+    /// The image's `User` as the CRI's ImageStatus reports it: `(uid, username)`. `"1000"` and `"1000:50"` give a
+    /// uid, `"berth"` or `"berth:staff"` a username, an empty or absent User neither (containerd's rules).
+    pub fn user(&self) -> (Option<i64>, Option<String>) {
+        let user = self.config.user.as_deref().unwrap_or("");
+        let name = user.split(':').next().unwrap_or("");
+        if name.is_empty() {
+            return (None, None);
+        }
+        match name.parse::<i64>() {
+            Ok(uid) => (Some(uid), None),
+            Err(_) => (None, Some(name.to_string())),
+        }
+    }
+
     /// The snapshot a container of this image is prepared on (`None` for an image without layers).
     pub fn top_snapshot(&self) -> Option<&str> {
         self.layers.last().map(|l| l.chain_id.as_str())
@@ -951,6 +965,41 @@ impl ImageStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_follows_containerd() {
+        let mut img = Image {
+            id: String::new(),
+            repo_tags: vec![],
+            repo_digests: vec![],
+            manifest_digest: String::new(),
+            size: 0,
+            layers: vec![],
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            config: RuntimeConfig::default(),
+        };
+        assert_eq!(img.user(), (None, None));
+        for (u, want) in [
+            ("1000", (Some(1000), None)),
+            ("1000:50", (Some(1000), None)),
+            ("berth:staff", (None, Some("berth".to_string()))),
+        ] {
+            img.config.user = Some(u.into());
+            assert_eq!(img.user(), want, "{u}");
+        }
+    }
+
+    #[test]
+    fn chain_ids_follow_the_spec() {
+        let d = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+        let c = chain_ids(&[d('a'), d('b')]);
+        assert_eq!(c[0], d('a'));
+        assert_eq!(
+            c[1],
+            sha256_digest(format!("{} {}", d('a'), d('b')).as_bytes())
+        );
+    }
 
     /// The daemon spawns pulls and imports on its runtime: their futures must be `Send`.
     #[allow(dead_code)]
