@@ -590,6 +590,118 @@ fn timespec(secs: u64) -> libc::timespec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_testkit::{LayerBuilder, RawEntry};
+    use std::os::unix::fs::MetadataExt;
+
+    fn apply(dir: &Path, layer: LayerBuilder, wh: Whiteouts) -> Result<()> {
+        unpack(layer.tar().unwrap().as_slice(), dir, wh, "test")
+    }
+
+    fn xattr(path: &Path, name: &CStr) -> Option<Vec<u8>> {
+        let p = CString::new(path.as_os_str().as_bytes()).unwrap();
+        let mut buf = [0u8; 64];
+        let n = unsafe {
+            libc::lgetxattr(
+                p.as_ptr(),
+                name.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        (n >= 0).then(|| buf[..n as usize].to_vec())
+    }
+
+    #[test]
+    fn overlay_whiteouts_become_char_devices_and_opaque_xattrs() {
+        let d = tempfile::tempdir().unwrap();
+        apply(
+            d.path(),
+            LayerBuilder::new()
+                .whiteout("etc/gone")
+                .opaque("var")
+                .file("var/kept", "x"),
+            Whiteouts::Overlay,
+        )
+        .unwrap();
+        let m = std::fs::symlink_metadata(d.path().join("etc/gone")).unwrap();
+        assert_eq!((m.mode() & libc::S_IFMT, m.rdev()), (libc::S_IFCHR, 0));
+        assert_eq!(
+            xattr(&d.path().join("var"), c"trusted.overlay.opaque").as_deref(),
+            Some(&b"y"[..])
+        );
+        assert!(d.path().join("var/kept").exists());
+        assert!(!d.path().join("etc/.wh.gone").exists());
+    }
+
+    #[test]
+    fn delete_mode_removes_what_whiteouts_hide() {
+        let d = tempfile::tempdir().unwrap();
+        let base = LayerBuilder::new()
+            .file("a/x", "1")
+            .file("a/y", "2")
+            .file("b/z", "3")
+            .dir("c/deep/er");
+        apply(d.path(), base, Whiteouts::Delete).unwrap();
+        apply(
+            d.path(),
+            LayerBuilder::new()
+                .file("a/new", "n")
+                .opaque("a")
+                .whiteout("b/z")
+                .whiteout("c"),
+            Whiteouts::Delete,
+        )
+        .unwrap();
+        let mut a: Vec<_> = std::fs::read_dir(d.path().join("a"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        a.sort();
+        assert_eq!(
+            a,
+            vec![std::ffi::OsString::from("new")],
+            "opaque keeps only this layer's entries"
+        );
+        assert!(!d.path().join("b/z").exists());
+        assert!(!d.path().join("c").exists());
+    }
+
+    #[test]
+    fn later_entries_replace_earlier_ones_without_following_links() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("target"), "safe").unwrap();
+        let layer = LayerBuilder::new()
+            .symlink("f", &outside.path().join("target").display().to_string())
+            .raw(RawEntry::file("f", b"over"))
+            .file("dir-then-file/x", "1")
+            .raw(RawEntry::file("dir-then-file", b"file"))
+            .file("file-then-dir", "1")
+            .dir("file-then-dir");
+        apply(d.path(), layer, Whiteouts::Overlay).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(outside.path().join("target")).unwrap(),
+            "safe"
+        );
+        assert_eq!(std::fs::read_to_string(d.path().join("f")).unwrap(), "over");
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("dir-then-file")).unwrap(),
+            "file"
+        );
+        assert!(d.path().join("file-then-dir").is_dir());
+    }
+
+    #[test]
+    fn malformed_whiteout_is_hostile() {
+        let d = tempfile::tempdir().unwrap();
+        let err = apply(
+            d.path(),
+            LayerBuilder::new().raw(RawEntry::file("a/.wh...", b"")),
+            Whiteouts::Delete,
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::HostileLayer { .. }), "{err}");
+    }
 
     #[test]
     fn components_reject_escapes() {
