@@ -407,8 +407,12 @@ impl ImageStore {
         let progress: Progress = Arc::new(progress);
         let result = self.pull_locked(reference, auth, progress).await;
         if result.is_err() {
-            // Layers of a failed pull are not an image: drop them, so a failure stores nothing.
-            if let Err(e) = self.gc().await {
+            // Layers of a failed pull are not an image: drop them, so a failure stores nothing. Only if no other
+            // pull runs (they hold the lock shared): waiting for them would delay this error; the next GC (at
+            // the next removal or start-up) collects the leftovers instead.
+            if let Ok(_g) = self.gc_lock.try_write()
+                && let Err(e) = self.gc_locked()
+            {
                 tracing::warn!("gc after failed pull of {reference}: {e}");
             }
         }
@@ -867,6 +871,11 @@ impl ImageStore {
     /// Removes blobs and layer snapshots no image (and no container rootfs) needs, and crash leftovers.
     pub async fn gc(&self) -> Result<GcStats> {
         let _g = self.gc_lock.write().await;
+        self.gc_locked()
+    }
+
+    /// GC proper; the caller holds `gc_lock` exclusively.
+    fn gc_locked(&self) -> Result<GcStats> {
         let mut stats = GcStats {
             orphans_removed: self.content.clear_ingest()?,
             ..Default::default()
