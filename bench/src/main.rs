@@ -1,0 +1,67 @@
+//! `hack/bench`: times CRI flows against Berth and, when installed, containerd, in one run, and prints medians
+//! and ratios. A benchmark, not a test: it passes or fails nothing.
+
+mod pull;
+mod target;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "berth-bench")]
+struct Cli {
+    #[command(subcommand)]
+    part: Part,
+}
+
+#[derive(Subcommand)]
+enum Part {
+    /// Cold pull of a generated multi-layer image from a local registry.
+    Pull {
+        #[arg(long, default_value_t = 200)]
+        size_mb: usize,
+        #[arg(long, default_value_t = 6)]
+        layers: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+}
+
+/// The `berth` binary beside this one (same cargo profile), or `$BERTH_BIN`.
+pub fn berth_bin() -> PathBuf {
+    std::env::var_os("BERTH_BIN").map(PathBuf::from).unwrap_or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(|d| d.join("berth")))
+            .unwrap_or_else(|| "berth".into())
+    })
+}
+
+#[derive(Default)]
+pub struct Stats(Vec<Duration>);
+
+impl Stats {
+    pub fn push(&mut self, d: Duration) {
+        self.0.push(d);
+    }
+    pub fn median(&self) -> Duration {
+        let mut v = self.0.clone();
+        v.sort();
+        v.get(v.len() / 2).copied().unwrap_or_default()
+    }
+    pub fn list(&self) -> String {
+        self.0.iter().map(|d| format!("{:.0}", d.as_secs_f64() * 1e3)).collect::<Vec<_>>().join(" ")
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async {
+        match cli.part {
+            Part::Pull { size_mb, layers, runs } => pull::run(size_mb, layers, runs).await,
+        }
+    })
+}

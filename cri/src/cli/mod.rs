@@ -1,0 +1,3 @@
+//! Operator commands that talk to a running daemon over its socket.
+
+pub mod image;

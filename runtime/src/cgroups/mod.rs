@@ -1,0 +1,422 @@
+//! Cgroupfs without systemd: v1 (one hierarchy per controller), v2 (unified) and the hybrid layout of this machine.
+//!
+//! `cgroups-rs` assumes either a pure v1 or a pure v2 host and does not cope with a hybrid host where the v2 mount at
+//! `/sys/fs/cgroup/unified` carries no controllers; this module reads `/proc/self/mountinfo` instead and treats every
+//! mounted hierarchy alike: one directory per hierarchy at the spec's `cgroupsPath`. Limits are written to the v1
+//! controllers when the host is v1 or hybrid, and to the unified hierarchy when it is pure v2.
+//!
+//! Device rules are enforced on v1 through the `devices` controller; on pure v2 they need a BPF program attached to
+//! the cgroup, which is not implemented: [`Cgroup::apply`] then returns [`CgroupError::Unsupported`] for deny rules.
+
+mod v1;
+mod v2;
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::LinuxResources;
+
+use crate::error::CgroupError;
+use crate::util::write_file;
+
+type Result<T> = std::result::Result<T, CgroupError>;
+
+/// One mounted cgroup hierarchy.
+#[derive(Debug, Clone)]
+pub struct Hierarchy {
+    /// Controllers bound to it (`["cpu"]`, `["memory"]`; empty for v2 and named hierarchies).
+    pub controllers: Vec<String>,
+    pub mount: PathBuf,
+    pub v2: bool,
+}
+
+/// Every cgroup hierarchy this process sees.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub hierarchies: Vec<Hierarchy>,
+}
+
+impl Layout {
+    /// Read the mounted hierarchies from `/proc/self/mountinfo`.
+    pub fn detect() -> Result<Self> {
+        let path = Path::new("/proc/self/mountinfo");
+        let text = fs::read_to_string(path).map_err(|source| CgroupError::Io {
+            op: "read",
+            path: path.into(),
+            source,
+        })?;
+        let layout = Self::parse(&text);
+        if layout.hierarchies.is_empty() {
+            Err(CgroupError::NoHierarchy)
+        } else {
+            Ok(layout)
+        }
+    }
+
+    fn parse(mountinfo: &str) -> Self {
+        let mut hierarchies: Vec<Hierarchy> = Vec::new();
+        for line in mountinfo.lines() {
+            let Some((pre, post)) = line.split_once(" - ") else {
+                continue;
+            };
+            let mut post = post.split_whitespace();
+            let (Some(fstype), _src, Some(opts)) = (post.next(), post.next(), post.next()) else {
+                continue;
+            };
+            let Some(mount) = pre.split_whitespace().nth(4) else {
+                continue;
+            };
+            let mount = PathBuf::from(mount.replace("\\040", " "));
+            if hierarchies.iter().any(|h| h.mount == mount) {
+                continue;
+            }
+            match fstype {
+                "cgroup2" => hierarchies.push(Hierarchy {
+                    controllers: Vec::new(),
+                    mount,
+                    v2: true,
+                }),
+                "cgroup" => {
+                    let controllers: Vec<String> = opts
+                        .split(',')
+                        .filter(|o| V1_CONTROLLERS.contains(o))
+                        .map(str::to_string)
+                        .collect();
+                    // Named hierarchies (name=systemd) carry no limits; leave them to their owner.
+                    if !controllers.is_empty() {
+                        hierarchies.push(Hierarchy {
+                            controllers,
+                            mount,
+                            v2: false,
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        Layout { hierarchies }
+    }
+
+    /// True on a pure v2 host (no v1 controller mounted).
+    pub fn is_v2(&self) -> bool {
+        self.hierarchies.iter().all(|h| h.v2)
+    }
+}
+
+const V1_CONTROLLERS: &[&str] = &[
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "memory",
+    "pids",
+    "devices",
+    "freezer",
+    "blkio",
+    "hugetlb",
+    "net_cls",
+    "net_prio",
+    "perf_event",
+    "rdma",
+    "misc",
+];
+
+/// Turn the spec's `cgroupsPath` into a path relative to each hierarchy's root.
+///
+/// Absolute paths are taken as they are; relative ones go under `/berth`; with `--systemd-cgroup` the
+/// `slice:prefix:name` form maps to `/<slice>/<prefix>-<name>.scope` on cgroupfs (no systemd D-Bus calls).
+pub fn resolve_path(spec_path: Option<&Path>, id: &str, systemd: bool) -> PathBuf {
+    let raw = spec_path
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if systemd || (raw.contains(':') && !raw.starts_with('/')) {
+        let parts: Vec<&str> = raw.split(':').collect();
+        if parts.len() == 3 {
+            let slice = if parts[0].is_empty() {
+                "system.slice"
+            } else {
+                parts[0]
+            };
+            return PathBuf::from(format!("/{slice}/{}-{}.scope", parts[1], parts[2]));
+        }
+    }
+    if raw.is_empty() {
+        return PathBuf::from(format!("/berth/{id}"));
+    }
+    if raw.starts_with('/') {
+        PathBuf::from(raw)
+    } else {
+        PathBuf::from("/berth").join(raw)
+    }
+}
+
+/// A container's cgroup: one directory in each hierarchy.
+#[derive(Debug, Clone)]
+pub struct Cgroup {
+    pub dirs: Vec<(Hierarchy, PathBuf)>,
+    pub v2: bool,
+}
+
+impl Cgroup {
+    /// Create (or reuse) the directories for `rel` in every hierarchy.
+    pub fn create(layout: &Layout, rel: &Path) -> Result<Self> {
+        let rel = rel.strip_prefix("/").unwrap_or(rel);
+        let v2 = layout.is_v2();
+        let mut dirs = Vec::new();
+        for h in &layout.hierarchies {
+            let dir = h.mount.join(rel);
+            if h.controllers.iter().any(|c| c == "cpuset") {
+                v1::mkdir_cpuset(&h.mount, &dir)?;
+            } else if h.v2 && v2 {
+                v2::mkdir_enabling(&h.mount, &dir)?;
+            } else {
+                fs::create_dir_all(&dir).map_err(|source| CgroupError::Io {
+                    op: "mkdir",
+                    path: dir.clone(),
+                    source,
+                })?;
+            }
+            dirs.push((h.clone(), dir));
+        }
+        Ok(Cgroup { dirs, v2 })
+    }
+
+    /// The directories `rel` names in every hierarchy, without creating them (stats, updates, OOM checks).
+    pub fn open(layout: &Layout, rel: &Path) -> Self {
+        let rel = rel.strip_prefix("/").unwrap_or(rel);
+        let dirs = layout
+            .hierarchies
+            .iter()
+            .map(|h| (h.clone(), h.mount.join(rel)))
+            .collect();
+        Cgroup {
+            dirs,
+            v2: layout.is_v2(),
+        }
+    }
+
+    /// Rebuild from the directories saved in a state file.
+    pub fn from_dirs(layout: &Layout, saved: &[PathBuf]) -> Self {
+        let mut dirs = Vec::new();
+        for d in saved {
+            if let Some(h) = layout
+                .hierarchies
+                .iter()
+                .filter(|h| d.starts_with(&h.mount))
+                .max_by_key(|h| h.mount.as_os_str().len())
+            {
+                dirs.push((h.clone(), d.clone()));
+            }
+        }
+        Cgroup {
+            dirs,
+            v2: layout.is_v2(),
+        }
+    }
+
+    /// The directories, for the state file.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        self.dirs.iter().map(|(_, d)| d.clone()).collect()
+    }
+
+    /// The directory of the hierarchy holding `controller` (v1), or the unified one (v2).
+    pub fn dir_of(&self, controller: &str) -> Option<&Path> {
+        if self.v2 {
+            return self.dirs.first().map(|(_, d)| d.as_path());
+        }
+        self.dirs
+            .iter()
+            .find(|(h, _)| h.controllers.iter().any(|c| c == controller))
+            .map(|(_, d)| d.as_path())
+    }
+
+    /// Apply the spec's resources (create and update).
+    pub fn apply(&self, res: &LinuxResources) -> Result<()> {
+        if self.v2 {
+            if let Some((_, d)) = self.dirs.first() {
+                v2::apply(d, res)?;
+            }
+            return Ok(());
+        }
+        for (h, d) in &self.dirs {
+            if !h.v2 {
+                v1::apply(&h.controllers, d, res)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Move `pid` into every hierarchy's directory.
+    pub fn add_pid(&self, pid: i32) -> Result<()> {
+        for (_, d) in &self.dirs {
+            let p = d.join("cgroup.procs");
+            write_file(&p, &pid.to_string()).map_err(|source| CgroupError::Io {
+                op: "write",
+                path: p,
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// PIDs in the cgroup (from the first hierarchy; all hold the same set).
+    pub fn pids(&self) -> Vec<i32> {
+        let Some(d) = self
+            .dir_of("pids")
+            .or_else(|| self.dirs.first().map(|(_, d)| d.as_path()))
+        else {
+            return Vec::new();
+        };
+        fs::read_to_string(d.join("cgroup.procs"))
+            .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Signal every process in the cgroup (`kill --all`, `delete --force`). Frozen processes are thawed first.
+    pub fn signal_all(&self, sig: i32) {
+        for pid in self.pids() {
+            // SAFETY: kill(2) with a pid read from cgroup.procs; processes in the cgroup are ours to signal.
+            unsafe { libc::kill(pid, sig) };
+        }
+    }
+
+    /// Remove the directories, retrying while exiting tasks still hold them.
+    pub fn destroy(&self) -> Result<()> {
+        for (_, d) in &self.dirs {
+            let mut tries = 0;
+            loop {
+                match fs::remove_dir(d) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 200 => {
+                        tries += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                    Err(source) => {
+                        return Err(CgroupError::Io {
+                            op: "rmdir",
+                            path: d.clone(),
+                            source,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// True when the memory controller recorded an OOM kill in this cgroup.
+    pub fn oom_killed(&self) -> bool {
+        oom_kill_count(self.memory_events_file().as_deref()) > 0
+    }
+
+    /// The file that counts OOM kills: `memory.oom_control` on v1, `memory.events` on v2.
+    pub fn memory_events_file(&self) -> Option<PathBuf> {
+        let d = self.dir_of("memory")?;
+        Some(if self.v2 {
+            d.join("memory.events")
+        } else {
+            d.join("memory.oom_control")
+        })
+    }
+
+    /// Usage figures for CRI stats.
+    pub fn stats(&self) -> Stats {
+        if self.v2 {
+            v2::stats(self)
+        } else {
+            v1::stats(self)
+        }
+    }
+}
+
+/// The `oom_kill` counter of a `memory.oom_control` (v1) or `memory.events` (v2) file; 0 when unreadable.
+pub fn oom_kill_count(file: Option<&Path>) -> u64 {
+    let Some(f) = file else { return 0 };
+    let text = fs::read_to_string(f).unwrap_or_default();
+    key_value(&text, "oom_kill").unwrap_or(0)
+}
+
+pub(crate) fn key_value(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let mut it = l.split_whitespace();
+        if it.next() == Some(key) {
+            it.next()?.parse().ok()
+        } else {
+            None
+        }
+    })
+}
+
+pub(crate) fn read_u64(path: &Path) -> Option<u64> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+pub(crate) fn set(dir: &Path, file: &str, value: &str) -> Result<()> {
+    let p = dir.join(file);
+    write_file(&p, value).map_err(|source| CgroupError::Io {
+        op: "write",
+        path: p,
+        source,
+    })
+}
+
+/// Container usage, as the CRI's ContainerStats wants it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub cpu_usage_ns: u64,
+    pub memory_usage_bytes: u64,
+    /// Usage minus inactive file pages: what the kubelet evicts on.
+    pub memory_working_set_bytes: u64,
+    pub memory_rss_bytes: u64,
+    pub page_faults: u64,
+    pub major_page_faults: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+25 24 0:22 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:4 - tmpfs tmpfs ro,mode=755
+26 25 0:23 / /sys/fs/cgroup/unified rw,nosuid shared:5 - cgroup2 cgroup2 rw,nsdelegate
+27 25 0:24 / /sys/fs/cgroup/systemd rw shared:6 - cgroup cgroup rw,xattr,name=systemd
+28 25 0:25 / /sys/fs/cgroup/cpu rw shared:7 - cgroup cgroup rw,cpu
+29 25 0:26 / /sys/fs/cgroup/memory rw shared:8 - cgroup cgroup rw,memory
+30 25 0:27 / /sys/fs/cgroup/cpu,cpuacct rw shared:9 - cgroup cgroup rw,cpu,cpuacct
+";
+
+    #[test]
+    fn hybrid_layout_is_v1_with_unified_extra() {
+        let l = Layout::parse(HYBRID);
+        assert!(!l.is_v2());
+        assert_eq!(l.hierarchies.len(), 4);
+        assert!(l.hierarchies[0].v2);
+        assert_eq!(l.hierarchies[3].controllers, vec!["cpu", "cpuacct"]);
+    }
+
+    #[test]
+    fn cgroups_path_forms() {
+        assert_eq!(resolve_path(None, "c1", false), PathBuf::from("/berth/c1"));
+        assert_eq!(
+            resolve_path(Some(Path::new("/a/b")), "c1", false),
+            PathBuf::from("/a/b")
+        );
+        assert_eq!(
+            resolve_path(Some(Path::new("x")), "c1", false),
+            PathBuf::from("/berth/x")
+        );
+        assert_eq!(
+            resolve_path(Some(Path::new("kube.slice:cri:abc")), "c1", true),
+            PathBuf::from("/kube.slice/cri-abc.scope")
+        );
+    }
+
+    #[test]
+    fn oom_kill_counter_parses() {
+        assert_eq!(
+            key_value("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n", "oom_kill"),
+            Some(3)
+        );
+    }
+}

@@ -1,0 +1,219 @@
+//! Cgroup v1 controller files.
+
+use std::fs;
+use std::path::Path;
+
+use oci_spec::runtime::LinuxResources;
+
+use super::{Cgroup, Result, Stats, key_value, read_u64, set};
+use crate::error::CgroupError;
+use crate::util::serde_name;
+
+/// `mkdir -p` in the cpuset hierarchy, copying `cpus`/`mems` down: a v1 cpuset with empty ones refuses tasks.
+pub(super) fn mkdir_cpuset(mount: &Path, dir: &Path) -> Result<()> {
+    let mut cur = mount.to_path_buf();
+    let rel = dir.strip_prefix(mount).unwrap_or(dir);
+    for comp in rel.components() {
+        let parent = cur.clone();
+        cur.push(comp);
+        if !cur.exists() {
+            fs::create_dir(&cur)
+                .or_else(|e| {
+                    if e.kind() == std::io::ErrorKind::AlreadyExists {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })
+                .map_err(|source| CgroupError::Io {
+                    op: "mkdir",
+                    path: cur.clone(),
+                    source,
+                })?;
+        }
+        for f in ["cpuset.cpus", "cpuset.mems"] {
+            let mine = fs::read_to_string(cur.join(f)).unwrap_or_default();
+            if mine.trim().is_empty() {
+                let theirs = fs::read_to_string(parent.join(f)).unwrap_or_default();
+                set(&cur, f, theirs.trim())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn apply(controllers: &[String], dir: &Path, res: &LinuxResources) -> Result<()> {
+    let has = |c: &str| controllers.iter().any(|x| x == c);
+    if has("cpu")
+        && let Some(cpu) = res.cpu()
+    {
+        if let Some(s) = cpu.shares() {
+            set(dir, "cpu.shares", &s.to_string())?;
+        }
+        if let Some(p) = cpu.period() {
+            set(dir, "cpu.cfs_period_us", &p.to_string())?;
+        }
+        if let Some(q) = cpu.quota() {
+            set(dir, "cpu.cfs_quota_us", &q.to_string())?;
+        }
+    }
+    if has("cpuset")
+        && let Some(cpu) = res.cpu()
+    {
+        if let Some(c) = cpu.cpus().as_deref().filter(|c| !c.is_empty()) {
+            set(dir, "cpuset.cpus", c)?;
+        }
+        if let Some(m) = cpu.mems().as_deref().filter(|m| !m.is_empty()) {
+            set(dir, "cpuset.mems", m)?;
+        }
+    }
+    if has("memory")
+        && let Some(mem) = res.memory()
+    {
+        // The kernel checks limit <= memsw.limit: raise memsw first when growing, the limit first when shrinking.
+        let memsw_exists = dir.join("memory.memsw.limit_in_bytes").exists();
+        let limit = mem.limit();
+        let swap = mem.swap().filter(|_| memsw_exists);
+        let cur = read_u64(&dir.join("memory.limit_in_bytes")).unwrap_or(u64::MAX);
+        let grow = limit.is_some_and(|l| l < 0 || (l as u64) > cur);
+        if grow && let Some(s) = swap {
+            set(dir, "memory.memsw.limit_in_bytes", &s.to_string())?;
+        }
+        if let Some(l) = limit {
+            set(dir, "memory.limit_in_bytes", &l.to_string())?;
+        }
+        if !grow && let Some(s) = swap {
+            set(dir, "memory.memsw.limit_in_bytes", &s.to_string())?;
+        }
+        if let Some(r) = mem.reservation() {
+            set(dir, "memory.soft_limit_in_bytes", &r.to_string())?;
+        }
+        if let Some(sw) = mem.swappiness().filter(|s| *s <= 100) {
+            // Refused on the root memcg and with cgroup.memory=nosocket kernels; not worth failing a container.
+            let _ = set(dir, "memory.swappiness", &sw.to_string());
+        }
+        if let Some(true) = mem.disable_oom_killer() {
+            set(dir, "memory.oom_control", "1")?;
+        }
+    }
+    if has("pids")
+        && let Some(p) = res.pids()
+    {
+        let v = if p.limit() > 0 {
+            p.limit().to_string()
+        } else {
+            "max".to_string()
+        };
+        set(dir, "pids.max", &v)?;
+    }
+    if has("devices")
+        && let Some(rules) = res.devices()
+    {
+        for r in rules {
+            let typ = r
+                .typ()
+                .map(|t| serde_name(&t))
+                .unwrap_or_else(|| "a".into());
+            let num = |n: Option<i64>| n.map(|v| v.to_string()).unwrap_or_else(|| "*".into());
+            let access = r.access().clone().unwrap_or_else(|| "rwm".into());
+            let line = if typ == "a" && r.major().is_none() && r.minor().is_none() {
+                "a".to_string()
+            } else {
+                format!("{typ} {}:{} {access}", num(r.major()), num(r.minor()))
+            };
+            set(
+                dir,
+                if r.allow() {
+                    "devices.allow"
+                } else {
+                    "devices.deny"
+                },
+                &line,
+            )?;
+        }
+        // The default /dev nodes every container gets must stay usable whatever the rules said.
+        for line in DEFAULT_ALLOW {
+            set(dir, "devices.allow", line)?;
+        }
+    }
+    if has("hugetlb")
+        && let Some(limits) = res.hugepage_limits()
+    {
+        for l in limits {
+            set(
+                dir,
+                &format!("hugetlb.{}.limit_in_bytes", l.page_size()),
+                &l.limit().to_string(),
+            )?;
+        }
+    }
+    if has("blkio")
+        && let Some(b) = res.block_io()
+    {
+        let files: [(&str, &Option<Vec<oci_spec::runtime::LinuxThrottleDevice>>); 4] = [
+            (
+                "blkio.throttle.read_bps_device",
+                b.throttle_read_bps_device(),
+            ),
+            (
+                "blkio.throttle.write_bps_device",
+                b.throttle_write_bps_device(),
+            ),
+            (
+                "blkio.throttle.read_iops_device",
+                b.throttle_read_iops_device(),
+            ),
+            (
+                "blkio.throttle.write_iops_device",
+                b.throttle_write_iops_device(),
+            ),
+        ];
+        for (file, devs) in files {
+            for d in devs.iter().flatten() {
+                set(
+                    dir,
+                    file,
+                    &format!("{}:{} {}", d.major(), d.minor(), d.rate()),
+                )?;
+            }
+        }
+    }
+    if res.unified().as_ref().is_some_and(|u| !u.is_empty()) {
+        return Err(CgroupError::Unsupported(
+            "linux.resources.unified on a cgroup v1 host".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Devices runc allows in every container (null, zero, full, tty, random, urandom, console, ptmx and pts, mknod).
+const DEFAULT_ALLOW: &[&str] = &[
+    "c *:* m",
+    "b *:* m",
+    "c 1:3 rwm",
+    "c 1:5 rwm",
+    "c 1:7 rwm",
+    "c 5:0 rwm",
+    "c 1:8 rwm",
+    "c 1:9 rwm",
+    "c 5:1 rwm",
+    "c 5:2 rwm",
+    "c 136:* rwm",
+];
+
+pub(super) fn stats(cg: &Cgroup) -> Stats {
+    let mut s = Stats::default();
+    if let Some(d) = cg.dir_of("cpuacct") {
+        s.cpu_usage_ns = read_u64(&d.join("cpuacct.usage")).unwrap_or(0);
+    }
+    if let Some(d) = cg.dir_of("memory") {
+        s.memory_usage_bytes = read_u64(&d.join("memory.usage_in_bytes")).unwrap_or(0);
+        let stat = fs::read_to_string(d.join("memory.stat")).unwrap_or_default();
+        let inactive = key_value(&stat, "total_inactive_file").unwrap_or(0);
+        s.memory_working_set_bytes = s.memory_usage_bytes.saturating_sub(inactive);
+        s.memory_rss_bytes = key_value(&stat, "total_rss").unwrap_or(0);
+        s.page_faults = key_value(&stat, "total_pgfault").unwrap_or(0);
+        s.major_page_faults = key_value(&stat, "total_pgmajfault").unwrap_or(0);
+    }
+    s
+}

@@ -1,0 +1,146 @@
+//! Cgroup v2 (unified hierarchy) files.
+
+use std::fs;
+use std::path::Path;
+
+use oci_spec::runtime::LinuxResources;
+
+use super::{Cgroup, Result, Stats, key_value, read_u64, set};
+use crate::error::CgroupError;
+
+/// `mkdir -p`, enabling in each ancestor's `cgroup.subtree_control` the controllers its parent offers.
+pub(super) fn mkdir_enabling(mount: &Path, dir: &Path) -> Result<()> {
+    let rel = dir.strip_prefix(mount).unwrap_or(dir);
+    let mut cur = mount.to_path_buf();
+    for comp in rel.components() {
+        let offered = fs::read_to_string(cur.join("cgroup.controllers")).unwrap_or_default();
+        let enable: Vec<String> = offered
+            .split_whitespace()
+            .map(|c| format!("+{c}"))
+            .collect();
+        if !enable.is_empty() {
+            // Best effort: a controller may be held back by the parent's own processes.
+            let _ = set(&cur, "cgroup.subtree_control", &enable.join(" "));
+        }
+        cur.push(comp);
+        if let Err(e) = fs::create_dir(&cur)
+            && e.kind() != std::io::ErrorKind::AlreadyExists
+        {
+            return Err(CgroupError::Io {
+                op: "mkdir",
+                path: cur,
+                source: e,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// cpu.shares (2..262144) to cpu.weight (1..10000), the conversion runc and crun use.
+fn shares_to_weight(shares: u64) -> u64 {
+    if shares == 0 {
+        0
+    } else {
+        1 + ((shares.clamp(2, 262_144) - 2) * 9999) / 262_142
+    }
+}
+
+pub(super) fn apply(dir: &Path, res: &LinuxResources) -> Result<()> {
+    if let Some(cpu) = res.cpu() {
+        if let Some(s) = cpu.shares().filter(|s| *s > 0) {
+            set(dir, "cpu.weight", &shares_to_weight(s).to_string())?;
+        }
+        if cpu.quota().is_some() || cpu.period().is_some() {
+            let q = match cpu.quota() {
+                Some(q) if q > 0 => q.to_string(),
+                _ => "max".to_string(),
+            };
+            let p = cpu.period().unwrap_or(100_000);
+            set(dir, "cpu.max", &format!("{q} {p}"))?;
+        }
+        if let Some(c) = cpu.cpus().as_deref().filter(|c| !c.is_empty()) {
+            set(dir, "cpuset.cpus", c)?;
+        }
+        if let Some(m) = cpu.mems().as_deref().filter(|m| !m.is_empty()) {
+            set(dir, "cpuset.mems", m)?;
+        }
+    }
+    if let Some(mem) = res.memory() {
+        let lim = |v: i64| {
+            if v < 0 {
+                "max".to_string()
+            } else {
+                v.to_string()
+            }
+        };
+        if let Some(l) = mem.limit() {
+            set(dir, "memory.max", &lim(l))?;
+            // v1 semantics: swap is memory+swap; v2 wants swap alone.
+            if let Some(s) = mem.swap() {
+                let swap = if s < 0 || l < 0 {
+                    "max".to_string()
+                } else {
+                    (s - l).max(0).to_string()
+                };
+                set(dir, "memory.swap.max", &swap)?;
+            }
+        }
+        if let Some(r) = mem.reservation() {
+            set(dir, "memory.low", &lim(r))?;
+        }
+    }
+    if let Some(p) = res.pids() {
+        let v = if p.limit() > 0 {
+            p.limit().to_string()
+        } else {
+            "max".to_string()
+        };
+        set(dir, "pids.max", &v)?;
+    }
+    if let Some(u) = res.unified() {
+        for (k, v) in u {
+            if k.contains('/') {
+                return Err(CgroupError::Unsupported(format!("unified key {k}")));
+            }
+            set(dir, k, v)?;
+        }
+    }
+    if let Some(rules) = res.devices() {
+        // Allow-everything rule sets need nothing; anything else needs a BPF device program we do not have yet.
+        let restrictive = rules.iter().any(|r| !r.allow());
+        if restrictive {
+            return Err(CgroupError::Unsupported(
+                "device rules on cgroup v2 need a BPF device filter, not implemented".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn stats(cg: &Cgroup) -> Stats {
+    let mut s = Stats::default();
+    let Some((_, d)) = cg.dirs.first() else {
+        return s;
+    };
+    let cpu = fs::read_to_string(d.join("cpu.stat")).unwrap_or_default();
+    s.cpu_usage_ns = key_value(&cpu, "usage_usec").unwrap_or(0) * 1000;
+    s.memory_usage_bytes = read_u64(&d.join("memory.current")).unwrap_or(0);
+    let stat = fs::read_to_string(d.join("memory.stat")).unwrap_or_default();
+    s.memory_working_set_bytes = s
+        .memory_usage_bytes
+        .saturating_sub(key_value(&stat, "inactive_file").unwrap_or(0));
+    s.memory_rss_bytes = key_value(&stat, "anon").unwrap_or(0);
+    s.page_faults = key_value(&stat, "pgfault").unwrap_or(0);
+    s.major_page_faults = key_value(&stat, "pgmajfault").unwrap_or(0);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn shares_map_like_runc() {
+        assert_eq!(super::shares_to_weight(2), 1);
+        assert_eq!(super::shares_to_weight(1024), 39);
+        assert_eq!(super::shares_to_weight(262_144), 10_000);
+    }
+}
