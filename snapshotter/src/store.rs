@@ -181,6 +181,17 @@ fn http_client(insecure: bool) -> Result<reqwest::Client> {
         .map_err(|e| Error::Unsupported(format!("cannot build the http client: {e}")))
 }
 
+/// Runs filesystem-heavy work (GC walks and deletes whole trees) without stalling the async runtime's other
+/// tasks: on a multi-threaded runtime the worker hands its queue to another thread meanwhile.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 /// Runs `jobs` at most [`PARALLEL_LAYERS`] at a time; the first error wins, after every job has finished.
 async fn run_parallel<F: std::future::Future<Output = Result<()>>>(jobs: Vec<F>) -> Result<()> {
     let results: Vec<Result<()>> = futures_util::stream::iter(jobs)
@@ -411,7 +422,7 @@ impl ImageStore {
             // pull runs (they hold the lock shared): waiting for them would delay this error; the next GC (at
             // the next removal or start-up) collects the leftovers instead.
             if let Ok(_g) = self.gc_lock.try_write()
-                && let Err(e) = self.gc_locked()
+                && let Err(e) = blocking(|| self.gc_locked())
             {
                 tracing::warn!("gc after failed pull of {reference}: {e}");
             }
@@ -871,7 +882,7 @@ impl ImageStore {
     /// Removes blobs and layer snapshots no image (and no container rootfs) needs, and crash leftovers.
     pub async fn gc(&self) -> Result<GcStats> {
         let _g = self.gc_lock.write().await;
-        self.gc_locked()
+        blocking(|| self.gc_locked())
     }
 
     /// GC proper; the caller holds `gc_lock` exclusively.

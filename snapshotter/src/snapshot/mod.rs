@@ -352,9 +352,31 @@ impl Snapshots {
         Ok(n)
     }
 
+    /// Usage of one snapshot dir. Committed snapshots never change, so theirs is computed once and kept in
+    /// `usage.json`: ImageFsInfo is polled by the kubelet, and walking every layer each time would not scale.
     pub fn usage(&self, key: &str) -> Result<Usage> {
-        self.stat(key)?;
-        dir_usage(&self.dir(key)?)
+        let info = self.stat(key)?;
+        let dir = self.dir(key)?;
+        let cache = dir.join("usage.json");
+        if info.kind == Kind::Committed
+            && let Ok(bytes) = fs::read(&cache)
+            && let Ok(u) = serde_json::from_slice::<Usage>(&bytes)
+        {
+            return Ok(u);
+        }
+        let u = dir_usage(&dir)?;
+        if info.kind == Kind::Committed
+            && let Ok(bytes) = serde_json::to_vec(&u)
+        {
+            let tmp = dir.join(format!(".usage-{}", crate::content::unique_suffix()));
+            if fs::write(&tmp, bytes)
+                .and_then(|_| fs::rename(&tmp, &cache))
+                .is_err()
+            {
+                let _ = fs::remove_file(&tmp);
+            }
+        }
+        Ok(u)
     }
 }
 
