@@ -22,6 +22,9 @@ use crate::snapshot::{self, Kind, Mount, Snapshotter, SnapshotterKind, Usage};
 /// Image records, keyed by image id (config digest), JSON values.
 const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images.by_id");
 
+/// Largest image config we download (they are parsed in memory).
+const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
 /// How many layers of one pull download at once.
 const PARALLEL_LAYERS: usize = 4;
 
@@ -537,13 +540,24 @@ impl ImageStore {
         let config_bytes = if self.content.has(&cfg_desc.digest) {
             self.content.read(&cfg_desc.digest)?
         } else {
+            // Configs are held in memory: refuse absurd ones before asking for them.
+            if cfg_desc.size > MAX_CONFIG_BYTES {
+                return Err(Error::invalid(
+                    "image config",
+                    format!("{} bytes is more than the 16 MiB we accept", cfg_desc.size),
+                ));
+            }
             let resp = client.blob(&cfg_desc.digest).await?;
-            let bytes = registry::read_limited(
-                resp,
-                registry::MAX_MANIFEST_BYTES.max(cfg_desc.size),
-                "image config",
-            )
-            .await?;
+            let bytes = registry::read_limited(resp, cfg_desc.size, "image config")
+                .await
+                .map_err(|e| match e {
+                    Error::Invalid { .. } => Error::SizeMismatch {
+                        what: "image config".into(),
+                        expected: cfg_desc.size,
+                        actual: cfg_desc.size + 1,
+                    },
+                    other => other,
+                })?;
             self.content.write_verified(
                 "image config",
                 &bytes,
