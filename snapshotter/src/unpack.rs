@@ -278,7 +278,8 @@ impl Unpacker<'_> {
                 let mtime = entry.header().mtime().unwrap_or(0);
                 self.dir_times.push((comps.clone(), mtime));
             }
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
+            // The tar crate expands GNU sparse entries into their full contents.
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 self.remove(&parent, name, &raw)?;
                 let fd = unsafe {
                     libc::openat(
@@ -689,6 +690,36 @@ mod tests {
             "file"
         );
         assert!(d.path().join("file-then-dir").is_dir());
+    }
+
+    #[test]
+    fn gnu_sparse_files_unpack_in_full() {
+        let src = tempfile::tempdir().unwrap();
+        let f = std::fs::File::create(src.path().join("sparse")).unwrap();
+        f.set_len(1 << 20).unwrap();
+        std::os::unix::fs::FileExt::write_at(&f, b"end", (1 << 20) - 3).unwrap();
+        let tarball = src.path().join("s.tar");
+        let ok = std::process::Command::new("tar")
+            .args(["--sparse", "--format=gnu", "-C"])
+            .arg(src.path())
+            .arg("-cf")
+            .arg(&tarball)
+            .arg("sparse")
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        let d = tempfile::tempdir().unwrap();
+        unpack(
+            std::fs::File::open(&tarball).unwrap(),
+            d.path(),
+            Whiteouts::Overlay,
+            "sparse",
+        )
+        .unwrap();
+        let got = std::fs::read(d.path().join("sparse")).unwrap();
+        assert_eq!(got.len(), 1 << 20);
+        assert_eq!(&got[got.len() - 3..], b"end");
     }
 
     #[test]
