@@ -162,6 +162,16 @@ impl Unpacker<'_> {
         }
     }
 
+    /// Layers are unpacked on their own (in parallel, for overlayfs), so a link can only reach its own layer.
+    fn cross_layer_link(&self, raw: &[u8], target: &[u8]) -> Error {
+        Error::Unsupported(format!(
+            "layer {}: hardlink {:?} points at {:?}, which is not in the same layer (hardlinks into lower layers)",
+            self.layer,
+            show(raw),
+            show(target)
+        ))
+    }
+
     fn bad_tar(&self, e: io::Error) -> Error {
         Error::Io {
             context: format!("reading layer {}", self.layer),
@@ -333,7 +343,14 @@ impl Unpacker<'_> {
                 let Some((tname, tparents)) = tcomps.split_last() else {
                     return Err(self.hostile(&raw, "hardlink to the layer root"));
                 };
-                let tparent = self.dir(tparents, false, &raw)?;
+                let tparent = match self.dir(tparents, false, &raw) {
+                    Err(Error::Io { source, .. })
+                        if source.raw_os_error() == Some(libc::ENOENT) =>
+                    {
+                        return Err(self.cross_layer_link(&raw, &target));
+                    }
+                    other => other?,
+                };
                 let ctname = cstring(tname)?;
                 self.remove(&parent, name, &raw)?;
                 // No AT_SYMLINK_FOLLOW: a link to a symlink links the symlink itself, never what it points at.
@@ -341,7 +358,11 @@ impl Unpacker<'_> {
                     libc::linkat(tparent.as_raw_fd(), ctname.as_ptr(), pfd, cname.as_ptr(), 0)
                 } != 0
                 {
-                    return Err(self.sys("creating hardlink", &raw, last_os_error()));
+                    let e = last_os_error();
+                    if e.raw_os_error() == Some(libc::ENOENT) {
+                        return Err(self.cross_layer_link(&raw, &target));
+                    }
+                    return Err(self.sys("creating hardlink", &raw, e));
                 }
             }
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
@@ -720,6 +741,19 @@ mod tests {
         let got = std::fs::read(d.path().join("sparse")).unwrap();
         assert_eq!(got.len(), 1 << 20);
         assert_eq!(&got[got.len() - 3..], b"end");
+    }
+
+    #[test]
+    fn hardlink_to_a_missing_file_says_so() {
+        let d = tempfile::tempdir().unwrap();
+        let err = apply(
+            d.path(),
+            LayerBuilder::new().hardlink("b", "lower/a"),
+            Whiteouts::Overlay,
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::Unsupported(_)), "{err}");
+        assert!(err.to_string().contains("same layer"), "{err}");
     }
 
     #[test]
