@@ -57,6 +57,20 @@
 //! Image records live in the shared redb database in the table `images.by_id` (JSON values); the daemon owns the
 //! database file and its other tables.
 //!
+//! # Blocking
+//! `pull`, `import`, `remove` and `gc` are async and keep heavy filesystem work off the runtime's workers. The sync
+//! methods (`list`, `get`, `fs_usage`, `prepare_container_rootfs`, `remove_container_rootfs`, [`mount`]) touch the
+//! disk directly: `fs_usage` walks container layers and the native driver's `prepare_container_rootfs` copies the
+//! whole image, so call those from `spawn_blocking`.
+//!
+//! # Limits (typed errors, not silent misbehaviour)
+//! * Hardlinks from one layer to a file of a lower layer: [`Error::Unsupported`] (layers unpack independently).
+//! * Docker schema-1 manifests, encrypted layers, non-sha256 digests, nested indexes: [`Error::Unsupported`].
+//! * `insecure` means plain http for host names without a scheme; write `https://host` in `server`/`mirrors` to
+//!   get https with certificate checks skipped instead.
+//! * Committed snapshots belong to images: GC removes any no image (or container rootfs) needs. Active snapshots and
+//!   views (container rootfs, `ctr-*`) are never collected; remove them with `remove_container_rootfs`.
+//!
 //! # Errors
 //! [`Error`] variants map to CRI status codes: `NotFound` → NOT_FOUND, `InvalidReference`/`Invalid` →
 //! INVALID_ARGUMENT, `Unauthorized` → UNAUTHENTICATED (or PERMISSION_DENIED), `InUse` → FAILED_PRECONDITION,
