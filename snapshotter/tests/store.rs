@@ -248,6 +248,7 @@ async fn crash_leftovers_are_collected_at_open() {
     let mut snaps: Vec<String> = std::fs::read_dir(root.join("snapshots"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != ".driver")
         .collect();
     snaps.sort();
     let mut want: Vec<String> = got
@@ -308,4 +309,20 @@ async fn repeated_and_empty_layers() {
     let mounts = env.store.prepare_container_rootfs("bare", &got).unwrap();
     assert_eq!(mounts[0].kind, "bind");
     env.store.remove_container_rootfs("bare").unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_root_keeps_its_snapshotter() {
+    let env = Env::new(SnapshotterKind::Overlayfs).await;
+    let db = std::sync::Arc::new(redb::Database::create(env.dir.path().join("other.db")).unwrap());
+    let err = berth_snapshotter::ImageStore::open(
+        &env.root(),
+        Default::default(),
+        SnapshotterKind::Native,
+        db,
+    )
+    .await
+    .err()
+    .expect("opening an overlayfs root as native must fail");
+    assert!(err.to_string().contains("overlayfs snapshots"), "{err}");
 }

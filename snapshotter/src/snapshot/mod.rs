@@ -113,8 +113,31 @@ pub trait Snapshotter: Send + Sync {
 }
 
 /// Opens the driver of `kind` over `root` (the `snapshots/` dir).
+///
+/// The drivers' committed snapshots mean different things (a diff vs. a full tree), so a root remembers its
+/// driver in `.driver` and refuses to be opened with the other one.
 pub fn open(kind: SnapshotterKind, root: &Path) -> Result<Box<dyn Snapshotter>> {
     let s = Snapshots::open(root)?;
+    let name = match kind {
+        SnapshotterKind::Overlayfs => "overlayfs",
+        SnapshotterKind::Native => "native",
+    };
+    let marker = root.join(".driver");
+    match fs::read_to_string(&marker) {
+        Ok(existing) if existing.trim() == name => {}
+        Ok(existing) => {
+            return Err(Error::Unsupported(format!(
+                "{} holds {} snapshots; open it with that snapshotter, or use another root for {name}",
+                root.display(),
+                existing.trim()
+            )));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::write(&marker, format!("{name}\n"))
+                .ctx(|| format!("writing {}", marker.display()))?;
+        }
+        Err(e) => return Err(Error::io(format!("reading {}", marker.display()), e)),
+    }
     Ok(match kind {
         SnapshotterKind::Overlayfs => Box::new(Overlay::new(s)),
         SnapshotterKind::Native => Box::new(Native::new(s)),

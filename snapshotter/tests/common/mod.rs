@@ -38,6 +38,7 @@ impl Env {
         let mut v: Vec<String> = std::fs::read_dir(self.root().join("snapshots"))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != ".driver")
             .collect();
         v.sort();
         v
