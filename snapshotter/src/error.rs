@@ -77,7 +77,7 @@ impl Error {
             detail: detail.to_string(),
         }
     }
-    /// True for the variants a client can fix by changing the request or its credentials.
+    /// Shorthand for matching [`Error::NotFound`], which callers often treat as success (idempotent removal).
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound(_))
     }

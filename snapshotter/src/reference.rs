@@ -237,3 +237,33 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::Reference;
+
+    /// Poor man's fuzzing: no input may panic the parsers that face the network or the user.
+    #[test]
+    fn parsers_never_panic() {
+        let alphabet = b"aZ09:/@._-sha256:[]+ \x00\xff";
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 40) as usize;
+            let s: Vec<u8> = (0..len)
+                .map(|i| alphabet[((x >> (i % 50)) as usize + i) % alphabet.len()])
+                .collect();
+            let s = String::from_utf8_lossy(&s);
+            if let Ok(r) = Reference::parse(&s) {
+                assert_eq!(
+                    Reference::parse(&r.to_string()).ok(),
+                    Some(r.clone()),
+                    "round trip of {s:?}"
+                );
+            }
+            let _ = crate::registry::manifest::parse(s.as_bytes(), None);
+        }
+    }
+}

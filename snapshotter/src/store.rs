@@ -22,6 +22,9 @@ use crate::snapshot::{self, Kind, Mount, Snapshotter, SnapshotterKind, Usage};
 /// Image records, keyed by image id (config digest), JSON values.
 const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images.by_id");
 
+/// Largest image config we download (they are parsed in memory).
+const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
 /// How many layers of one pull download at once.
 const PARALLEL_LAYERS: usize = 4;
 
@@ -59,6 +62,20 @@ pub struct Image {
 }
 
 impl Image {
+    /// The image's `User` as the CRI's ImageStatus reports it: `(uid, username)`. `"1000"` and `"1000:50"` give a
+    /// uid, `"berth"` or `"berth:staff"` a username, an empty or absent User neither (containerd's rules).
+    pub fn user(&self) -> (Option<i64>, Option<String>) {
+        let user = self.config.user.as_deref().unwrap_or("");
+        let name = user.split(':').next().unwrap_or("");
+        if name.is_empty() {
+            return (None, None);
+        }
+        match name.parse::<i64>() {
+            Ok(uid) => (Some(uid), None),
+            Err(_) => (None, Some(name.to_string())),
+        }
+    }
+
     /// The snapshot a container of this image is prepared on (`None` for an image without layers).
     pub fn top_snapshot(&self) -> Option<&str> {
         self.layers.last().map(|l| l.chain_id.as_str())
@@ -165,6 +182,26 @@ fn http_client(insecure: bool) -> Result<reqwest::Client> {
         .danger_accept_invalid_certs(insecure)
         .build()
         .map_err(|e| Error::Unsupported(format!("cannot build the http client: {e}")))
+}
+
+/// Runs filesystem-heavy work (GC walks and deletes whole trees) without stalling the async runtime's other
+/// tasks: on a multi-threaded runtime the worker hands its queue to another thread meanwhile.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+/// Runs `jobs` at most [`PARALLEL_LAYERS`] at a time; the first error wins, after every job has finished.
+async fn run_parallel<F: std::future::Future<Output = Result<()>>>(jobs: Vec<F>) -> Result<()> {
+    let results: Vec<Result<()>> = futures_util::stream::iter(jobs)
+        .buffer_unordered(PARALLEL_LAYERS)
+        .collect()
+        .await;
+    results.into_iter().collect()
 }
 
 /// `sha256(parent_chain + " " + diff_id)`, the OCI chain id.
@@ -384,8 +421,12 @@ impl ImageStore {
         let progress: Progress = Arc::new(progress);
         let result = self.pull_locked(reference, auth, progress).await;
         if result.is_err() {
-            // Layers of a failed pull are not an image: drop them, so a failure stores nothing.
-            if let Err(e) = self.gc().await {
+            // Layers of a failed pull are not an image: drop them, so a failure stores nothing. Only if no other
+            // pull runs (they hold the lock shared): waiting for them would delay this error; the next GC (at
+            // the next removal or start-up) collects the leftovers instead.
+            if let Ok(_g) = self.gc_lock.try_write()
+                && let Err(e) = blocking(|| self.gc_locked())
+            {
                 tracing::warn!("gc after failed pull of {reference}: {e}");
             }
         }
@@ -499,13 +540,24 @@ impl ImageStore {
         let config_bytes = if self.content.has(&cfg_desc.digest) {
             self.content.read(&cfg_desc.digest)?
         } else {
+            // Configs are held in memory: refuse absurd ones before asking for them.
+            if cfg_desc.size > MAX_CONFIG_BYTES {
+                return Err(Error::invalid(
+                    "image config",
+                    format!("{} bytes is more than the 16 MiB we accept", cfg_desc.size),
+                ));
+            }
             let resp = client.blob(&cfg_desc.digest).await?;
-            let bytes = registry::read_limited(
-                resp,
-                registry::MAX_MANIFEST_BYTES.max(cfg_desc.size),
-                "image config",
-            )
-            .await?;
+            let bytes = registry::read_limited(resp, cfg_desc.size, "image config")
+                .await
+                .map_err(|e| match e {
+                    Error::Invalid { .. } => Error::SizeMismatch {
+                        what: "image config".into(),
+                        expected: cfg_desc.size,
+                        actual: cfg_desc.size + 1,
+                    },
+                    other => other,
+                })?;
             self.content.write_verified(
                 "image config",
                 &bytes,
@@ -607,38 +659,24 @@ impl ImageStore {
         source: &Source,
         progress: &Progress,
     ) -> Result<()> {
+        type Job<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'a>>;
         match self.kind {
             SnapshotterKind::Overlayfs => {
                 // Each layer is unpacked on its own while it streams; parents need not be there yet.
-                // Collected first: a lazy `map` over borrowed layers makes the future's Send-ness unprovable to
-                // rustc (higher-ranked lifetimes), and the daemon needs a Send future for its gRPC handlers.
-                let jobs: Vec<_> = image
-                    .layers
-                    .iter()
-                    .enumerate()
-                    .map(|(i, layer)| {
-                        let parent = i.checked_sub(1).map(|p| image.layers[p].chain_id.clone());
-                        self.ensure_layer(layer, parent, source, progress)
-                    })
-                    .collect();
-                let results: Vec<Result<()>> = futures_util::stream::iter(jobs)
-                    .buffer_unordered(PARALLEL_LAYERS)
-                    .collect()
-                    .await;
-                results.into_iter().collect::<Result<Vec<()>>>()?;
+                let mut jobs: Vec<Job<'_>> = Vec::with_capacity(image.layers.len());
+                for (i, layer) in image.layers.iter().enumerate() {
+                    let parent = i.checked_sub(1).map(|p| image.layers[p].chain_id.clone());
+                    jobs.push(Box::pin(self.ensure_layer(layer, parent, source, progress)));
+                }
+                run_parallel(jobs).await?;
             }
             SnapshotterKind::Native => {
                 // Blobs in parallel, then each snapshot copied from its parent in order.
-                let fetches: Vec<_> = image
-                    .layers
-                    .iter()
-                    .map(|layer| self.ensure_blob(layer, source, progress))
-                    .collect();
-                let results: Vec<Result<()>> = futures_util::stream::iter(fetches)
-                    .buffer_unordered(PARALLEL_LAYERS)
-                    .collect()
-                    .await;
-                results.into_iter().collect::<Result<Vec<()>>>()?;
+                let mut jobs: Vec<Job<'_>> = Vec::with_capacity(image.layers.len());
+                for layer in &image.layers {
+                    jobs.push(Box::pin(self.ensure_blob(layer, source, progress)));
+                }
+                run_parallel(jobs).await?;
                 for (i, layer) in image.layers.iter().enumerate() {
                     let parent = i.checked_sub(1).map(|p| image.layers[p].chain_id.clone());
                     self.ensure_layer(layer, parent, &Source::Local, progress)
@@ -858,6 +896,11 @@ impl ImageStore {
     /// Removes blobs and layer snapshots no image (and no container rootfs) needs, and crash leftovers.
     pub async fn gc(&self) -> Result<GcStats> {
         let _g = self.gc_lock.write().await;
+        blocking(|| self.gc_locked())
+    }
+
+    /// GC proper; the caller holds `gc_lock` exclusively.
+    fn gc_locked(&self) -> Result<GcStats> {
         let mut stats = GcStats {
             orphans_removed: self.content.clear_ingest()?,
             ..Default::default()
@@ -950,5 +993,55 @@ impl ImageStore {
 
     pub(crate) fn platform(&self) -> &Platform {
         &self.platform
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_follows_containerd() {
+        let mut img = Image {
+            id: String::new(),
+            repo_tags: vec![],
+            repo_digests: vec![],
+            manifest_digest: String::new(),
+            size: 0,
+            layers: vec![],
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            config: RuntimeConfig::default(),
+        };
+        assert_eq!(img.user(), (None, None));
+        for (u, want) in [
+            ("1000", (Some(1000), None)),
+            ("1000:50", (Some(1000), None)),
+            ("berth:staff", (None, Some("berth".to_string()))),
+        ] {
+            img.config.user = Some(u.into());
+            assert_eq!(img.user(), want, "{u}");
+        }
+    }
+
+    #[test]
+    fn chain_ids_follow_the_spec() {
+        let d = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+        let c = chain_ids(&[d('a'), d('b')]);
+        assert_eq!(c[0], d('a'));
+        assert_eq!(
+            c[1],
+            sha256_digest(format!("{} {}", d('a'), d('b')).as_bytes())
+        );
+    }
+
+    /// The daemon spawns pulls and imports on its runtime: their futures must be `Send`.
+    #[allow(dead_code)]
+    fn futures_are_send(store: &'static ImageStore, r: &'static Reference, p: &'static Path) {
+        fn send<T: Send>(_: T) {}
+        send(store.pull(r, None, |_| {}));
+        send(store.import(p));
+        send(store.remove("x"));
+        send(store.gc());
     }
 }

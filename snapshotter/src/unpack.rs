@@ -162,6 +162,16 @@ impl Unpacker<'_> {
         }
     }
 
+    /// Layers are unpacked on their own (in parallel, for overlayfs), so a link can only reach its own layer.
+    fn cross_layer_link(&self, raw: &[u8], target: &[u8]) -> Error {
+        Error::Unsupported(format!(
+            "layer {}: hardlink {:?} points at {:?}, which is not in the same layer (hardlinks into lower layers)",
+            self.layer,
+            show(raw),
+            show(target)
+        ))
+    }
+
     fn bad_tar(&self, e: io::Error) -> Error {
         Error::Io {
             context: format!("reading layer {}", self.layer),
@@ -278,7 +288,8 @@ impl Unpacker<'_> {
                 let mtime = entry.header().mtime().unwrap_or(0);
                 self.dir_times.push((comps.clone(), mtime));
             }
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
+            // The tar crate expands GNU sparse entries into their full contents.
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 self.remove(&parent, name, &raw)?;
                 let fd = unsafe {
                     libc::openat(
@@ -332,7 +343,14 @@ impl Unpacker<'_> {
                 let Some((tname, tparents)) = tcomps.split_last() else {
                     return Err(self.hostile(&raw, "hardlink to the layer root"));
                 };
-                let tparent = self.dir(tparents, false, &raw)?;
+                let tparent = match self.dir(tparents, false, &raw) {
+                    Err(Error::Io { source, .. })
+                        if source.raw_os_error() == Some(libc::ENOENT) =>
+                    {
+                        return Err(self.cross_layer_link(&raw, &target));
+                    }
+                    other => other?,
+                };
                 let ctname = cstring(tname)?;
                 self.remove(&parent, name, &raw)?;
                 // No AT_SYMLINK_FOLLOW: a link to a symlink links the symlink itself, never what it points at.
@@ -340,7 +358,11 @@ impl Unpacker<'_> {
                     libc::linkat(tparent.as_raw_fd(), ctname.as_ptr(), pfd, cname.as_ptr(), 0)
                 } != 0
                 {
-                    return Err(self.sys("creating hardlink", &raw, last_os_error()));
+                    let e = last_os_error();
+                    if e.raw_os_error() == Some(libc::ENOENT) {
+                        return Err(self.cross_layer_link(&raw, &target));
+                    }
+                    return Err(self.sys("creating hardlink", &raw, e));
                 }
             }
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
@@ -590,6 +612,161 @@ fn timespec(secs: u64) -> libc::timespec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_testkit::{LayerBuilder, RawEntry};
+    use std::os::unix::fs::MetadataExt;
+
+    fn apply(dir: &Path, layer: LayerBuilder, wh: Whiteouts) -> Result<()> {
+        unpack(layer.tar().unwrap().as_slice(), dir, wh, "test")
+    }
+
+    fn xattr(path: &Path, name: &CStr) -> Option<Vec<u8>> {
+        let p = CString::new(path.as_os_str().as_bytes()).unwrap();
+        let mut buf = [0u8; 64];
+        let n = unsafe {
+            libc::lgetxattr(
+                p.as_ptr(),
+                name.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        (n >= 0).then(|| buf[..n as usize].to_vec())
+    }
+
+    #[test]
+    fn overlay_whiteouts_become_char_devices_and_opaque_xattrs() {
+        let d = tempfile::tempdir().unwrap();
+        apply(
+            d.path(),
+            LayerBuilder::new()
+                .whiteout("etc/gone")
+                .opaque("var")
+                .file("var/kept", "x"),
+            Whiteouts::Overlay,
+        )
+        .unwrap();
+        let m = std::fs::symlink_metadata(d.path().join("etc/gone")).unwrap();
+        assert_eq!((m.mode() & libc::S_IFMT, m.rdev()), (libc::S_IFCHR, 0));
+        assert_eq!(
+            xattr(&d.path().join("var"), c"trusted.overlay.opaque").as_deref(),
+            Some(&b"y"[..])
+        );
+        assert!(d.path().join("var/kept").exists());
+        assert!(!d.path().join("etc/.wh.gone").exists());
+    }
+
+    #[test]
+    fn delete_mode_removes_what_whiteouts_hide() {
+        let d = tempfile::tempdir().unwrap();
+        let base = LayerBuilder::new()
+            .file("a/x", "1")
+            .file("a/y", "2")
+            .file("b/z", "3")
+            .dir("c/deep/er");
+        apply(d.path(), base, Whiteouts::Delete).unwrap();
+        apply(
+            d.path(),
+            LayerBuilder::new()
+                .file("a/new", "n")
+                .opaque("a")
+                .whiteout("b/z")
+                .whiteout("c"),
+            Whiteouts::Delete,
+        )
+        .unwrap();
+        let mut a: Vec<_> = std::fs::read_dir(d.path().join("a"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        a.sort();
+        assert_eq!(
+            a,
+            vec![std::ffi::OsString::from("new")],
+            "opaque keeps only this layer's entries"
+        );
+        assert!(!d.path().join("b/z").exists());
+        assert!(!d.path().join("c").exists());
+    }
+
+    #[test]
+    fn later_entries_replace_earlier_ones_without_following_links() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("target"), "safe").unwrap();
+        let layer = LayerBuilder::new()
+            .symlink("f", &outside.path().join("target").display().to_string())
+            .raw(RawEntry::file("f", b"over"))
+            .file("dir-then-file/x", "1")
+            .raw(RawEntry::file("dir-then-file", b"file"))
+            .file("file-then-dir", "1")
+            .dir("file-then-dir");
+        apply(d.path(), layer, Whiteouts::Overlay).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(outside.path().join("target")).unwrap(),
+            "safe"
+        );
+        assert_eq!(std::fs::read_to_string(d.path().join("f")).unwrap(), "over");
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("dir-then-file")).unwrap(),
+            "file"
+        );
+        assert!(d.path().join("file-then-dir").is_dir());
+    }
+
+    #[test]
+    fn gnu_sparse_files_unpack_in_full() {
+        let src = tempfile::tempdir().unwrap();
+        let f = std::fs::File::create(src.path().join("sparse")).unwrap();
+        f.set_len(1 << 20).unwrap();
+        std::os::unix::fs::FileExt::write_at(&f, b"end", (1 << 20) - 3).unwrap();
+        let tarball = src.path().join("s.tar");
+        let ok = std::process::Command::new("tar")
+            .args(["--sparse", "--format=gnu", "-C"])
+            .arg(src.path())
+            .arg("-cf")
+            .arg(&tarball)
+            .arg("sparse")
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        let d = tempfile::tempdir().unwrap();
+        unpack(
+            std::fs::File::open(&tarball).unwrap(),
+            d.path(),
+            Whiteouts::Overlay,
+            "sparse",
+        )
+        .unwrap();
+        let got = std::fs::read(d.path().join("sparse")).unwrap();
+        assert_eq!(got.len(), 1 << 20);
+        assert_eq!(&got[got.len() - 3..], b"end");
+    }
+
+    #[test]
+    fn hardlink_to_a_missing_file_says_so() {
+        let d = tempfile::tempdir().unwrap();
+        let err = apply(
+            d.path(),
+            LayerBuilder::new().hardlink("b", "lower/a"),
+            Whiteouts::Overlay,
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::Unsupported(_)), "{err}");
+        assert!(err.to_string().contains("same layer"), "{err}");
+    }
+
+    #[test]
+    fn malformed_whiteout_is_hostile() {
+        let d = tempfile::tempdir().unwrap();
+        let err = apply(
+            d.path(),
+            LayerBuilder::new().raw(RawEntry::file("a/.wh...", b"")),
+            Whiteouts::Delete,
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::HostileLayer { .. }), "{err}");
+    }
 
     #[test]
     fn components_reject_escapes() {

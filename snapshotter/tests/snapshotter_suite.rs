@@ -147,12 +147,19 @@ fn usage_counts_own_data(kind: SnapshotterKind) {
     assert!(u.inodes >= 2);
 }
 
-fn deep_chain_of_128_mounts(kind: SnapshotterKind) {
+fn deep_chain_mounts(kind: SnapshotterKind) {
     let fx = Fixture::new(kind);
+    // 128 layers is what overflows mount(2)'s one-page options for overlayfs; native mounts are plain binds, and
+    // each of its snapshots is a full copy, so a shorter chain tests the same thing there in a tenth of the time.
+    let depth = if kind == SnapshotterKind::Overlayfs {
+        128
+    } else {
+        32
+    };
     let dir = &fx;
     // Build the chain through apply_dir (as unpacking does) to keep it fast.
     let mut parent: Option<String> = None;
-    for i in 0..128 {
+    for i in 0..depth {
         let key = format!("tmp-{i}");
         dir.sn.prepare(&key, parent.as_deref()).unwrap();
         let (d, _) = dir.sn.apply_dir(&key).unwrap();
@@ -167,7 +174,10 @@ fn deep_chain_of_128_mounts(kind: SnapshotterKind) {
         mount(&m, &t).unwrap();
         let _g = MountGuard(t.clone());
         assert_eq!(std::fs::read_to_string(t.join("f0")).unwrap(), "0");
-        assert_eq!(std::fs::read_to_string(t.join("f127")).unwrap(), "127");
+        assert_eq!(
+            std::fs::read_to_string(t.join(format!("f{}", depth - 1))).unwrap(),
+            (depth - 1).to_string()
+        );
     });
 }
 
@@ -192,8 +202,8 @@ macro_rules! suite {
                 super::usage_counts_own_data($kind);
             }
             #[test]
-            fn deep_chain_of_128_mounts() {
-                super::deep_chain_of_128_mounts($kind);
+            fn deep_chain_mounts() {
+                super::deep_chain_mounts($kind);
             }
         }
     };

@@ -248,6 +248,7 @@ async fn crash_leftovers_are_collected_at_open() {
     let mut snaps: Vec<String> = std::fs::read_dir(root.join("snapshots"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != ".driver")
         .collect();
     snaps.sort();
     let mut want: Vec<String> = got
@@ -259,4 +260,69 @@ async fn crash_leftovers_are_collected_at_open() {
     assert_eq!(snaps, want);
     assert!(!root.join(format!("content/blobs/sha256/{orphan}")).exists());
     assert_eq!(store.get(&got.id).unwrap(), got);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_and_empty_layers() {
+    let reg = Registry::start().unwrap();
+    let empty = LayerBuilder::new().build(Compression::Gzip).unwrap();
+    let file = LayerBuilder::new()
+        .file("f", "1")
+        .build(Compression::Gzip)
+        .unwrap();
+    // The same blob three times in one image (tools emit identical empty layers), and a config-only image.
+    let img = ImageBuilder::new(Format::Docker)
+        .layer(empty.clone())
+        .layer(file.clone())
+        .layer(empty.clone())
+        .layer(empty)
+        .build()
+        .unwrap();
+    let bare = ImageBuilder::new(Format::Oci)
+        .cmd(&["true"])
+        .build()
+        .unwrap();
+    let p = Pusher::new(&reg);
+    p.push_image("rep", "v1", &img).unwrap();
+    p.push_image("bare", "v1", &bare).unwrap();
+    let env = Env::new(SnapshotterKind::Overlayfs).await;
+    let got = env
+        .store
+        .pull(&r(&format!("{}/rep:v1", reg.host())), None, |_| {})
+        .await
+        .unwrap();
+    let chains: std::collections::HashSet<_> =
+        got.layers.iter().map(|l| l.chain_id.clone()).collect();
+    assert_eq!(
+        chains.len(),
+        4,
+        "same diff at different depths is a different snapshot"
+    );
+    assert_eq!(env.snapshot_dirs().len(), 4);
+    let got = env
+        .store
+        .pull(&r(&format!("{}/bare:v1", reg.host())), None, |_| {})
+        .await
+        .unwrap();
+    assert!(got.layers.is_empty());
+    assert!(got.top_snapshot().is_none());
+    let mounts = env.store.prepare_container_rootfs("bare", &got).unwrap();
+    assert_eq!(mounts[0].kind, "bind");
+    env.store.remove_container_rootfs("bare").unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_root_keeps_its_snapshotter() {
+    let env = Env::new(SnapshotterKind::Overlayfs).await;
+    let db = std::sync::Arc::new(redb::Database::create(env.dir.path().join("other.db")).unwrap());
+    let err = berth_snapshotter::ImageStore::open(
+        &env.root(),
+        Default::default(),
+        SnapshotterKind::Native,
+        db,
+    )
+    .await
+    .err()
+    .expect("opening an overlayfs root as native must fail");
+    assert!(err.to_string().contains("overlayfs snapshots"), "{err}");
 }

@@ -7,6 +7,8 @@
 //!   indexes. [`busybox`] builds a small runnable image from the host's `/bin/busybox`.
 //! * [`Pusher`] uploads images and indexes over the distribution API; [`archive`] writes `docker save` and OCI-layout
 //!   tar files of an image for import tests.
+//! * [`FakeRegistry`] is a small in-process registry for what the real one cannot easily do: bearer-token auth,
+//!   throttled blobs (to interrupt a pull), and a request log.
 //!
 //! ```no_run
 //! use berth_testkit::{Registry, Pusher, busybox};
@@ -17,10 +19,12 @@
 //! ```
 
 pub mod archive;
+mod fake;
 mod image;
 mod push;
 mod registry;
 
+pub use fake::{FAKE_TOKEN, FakeAuth, FakeRegistry};
 pub use image::{
     Blob, Compression, Format, Image, ImageBuilder, Index, IndexBuilder, LayerBuilder, RawEntry,
     busybox, busybox_base_layers, sha256_digest,

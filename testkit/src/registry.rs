@@ -16,27 +16,38 @@ pub struct Registry {
     port: u16,
     dir: tempfile::TempDir,
     credentials: Option<(String, String)>,
+    tls: bool,
+    data: PathBuf,
 }
 
 impl Registry {
     /// Starts an anonymous registry (no auth), plain http on 127.0.0.1.
     pub fn start() -> Result<Registry> {
-        Self::spawn(None)
+        Self::spawn(None, None)
+    }
+
+    /// Starts a second registry serving `plain`'s storage over https, with a fresh self-signed certificate for
+    /// 127.0.0.1 (needs `openssl`). Push through `plain` (the pusher speaks http only), pull through this one.
+    pub fn start_tls_front(plain: &Registry) -> Result<Registry> {
+        Self::spawn(None, Some(plain.storage_dir()))
     }
 
     /// Starts a registry that demands HTTP basic auth with these credentials (bcrypt htpasswd file).
     pub fn start_with_htpasswd(user: &str, pass: &str) -> Result<Registry> {
-        Self::spawn(Some((user.to_string(), pass.to_string())))
+        Self::spawn(Some((user.to_string(), pass.to_string())), None)
     }
 
-    fn spawn(credentials: Option<(String, String)>) -> Result<Registry> {
+    fn spawn(
+        credentials: Option<(String, String)>,
+        tls_storage: Option<PathBuf>,
+    ) -> Result<Registry> {
         if !Path::new(BINARY).exists() {
             return Err(format!("{BINARY} is missing: apt-get install docker-registry").into());
         }
         // The port can be stolen between probing and the registry's bind; retry a few times.
         let mut last_err: Option<crate::Error> = None;
         for _ in 0..5 {
-            match Self::try_spawn(credentials.clone()) {
+            match Self::try_spawn(credentials.clone(), tls_storage.clone()) {
                 Ok(r) => return Ok(r),
                 Err(e) => last_err = Some(e),
             }
@@ -44,12 +55,16 @@ impl Registry {
         Err(last_err.unwrap_or_else(|| "registry did not start".into()))
     }
 
-    fn try_spawn(credentials: Option<(String, String)>) -> Result<Registry> {
+    fn try_spawn(
+        credentials: Option<(String, String)>,
+        tls_storage: Option<PathBuf>,
+    ) -> Result<Registry> {
+        let tls = tls_storage.is_some();
         let dir = tempfile::Builder::new()
             .prefix("berth-registry-")
             .tempdir()?;
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let data = dir.path().join("data");
+        let data = tls_storage.unwrap_or_else(|| dir.path().join("data"));
         std::fs::create_dir_all(&data)?;
         let mut config = format!(
             "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  redirect:\n    disable: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
@@ -71,6 +86,42 @@ impl Registry {
                 path.display()
             ));
         }
+        if tls {
+            let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+            let out = Command::new("openssl")
+                .args([
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1",
+                    "-nodes",
+                    "-days",
+                    "2",
+                ])
+                .args([
+                    "-subj",
+                    "/CN=127.0.0.1",
+                    "-addext",
+                    "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                ])
+                .arg("-keyout")
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert)
+                .output()?;
+            if !out.status.success() {
+                return Err(
+                    format!("openssl failed: {}", String::from_utf8_lossy(&out.stderr)).into(),
+                );
+            }
+            config.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            ));
+        }
         let config_path = dir.path().join("config.yml");
         std::fs::File::create(&config_path)?.write_all(config.as_bytes())?;
         let log = std::fs::File::create(dir.path().join("registry.log"))?;
@@ -86,6 +137,8 @@ impl Registry {
             port,
             dir,
             credentials,
+            tls,
+            data,
         };
         reg.wait_ready()?;
         Ok(reg)
@@ -101,6 +154,17 @@ impl Registry {
                 let log = std::fs::read_to_string(self.dir.path().join("registry.log"))
                     .unwrap_or_default();
                 return Err(format!("docker-registry exited with {status}: {log}").into());
+            }
+            if self.tls {
+                // The pusher's ureq has no TLS: a TCP connect is enough to know the registry listens.
+                if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                    return Ok(());
+                }
+                if Instant::now() >= deadline {
+                    return Err("tls registry never listened".into());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
             }
             match agent.get(&format!("{}/v2/", self.url())).call() {
                 Ok(_) | Err(ureq::Error::Status(401, _)) => return Ok(()),
@@ -121,9 +185,18 @@ impl Registry {
         self.port
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://` for [`Registry::start_tls`]).
     pub fn url(&self) -> String {
-        format!("http://{}", self.host())
+        format!(
+            "{}://{}",
+            if self.tls { "https" } else { "http" },
+            self.host()
+        )
+    }
+
+    /// PEM of the self-signed certificate of a TLS registry.
+    pub fn ca_cert(&self) -> Option<PathBuf> {
+        self.tls.then(|| self.dir.path().join("cert.pem"))
     }
 
     /// The credentials given to [`Registry::start_with_htpasswd`].
@@ -135,7 +208,7 @@ impl Registry {
 
     /// The registry's storage root (the `filesystem.rootdirectory`).
     pub fn storage_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.data.clone()
     }
 
     /// Path of a stored blob's bytes, `digest` as `sha256:<hex>`.

@@ -113,8 +113,31 @@ pub trait Snapshotter: Send + Sync {
 }
 
 /// Opens the driver of `kind` over `root` (the `snapshots/` dir).
+///
+/// The drivers' committed snapshots mean different things (a diff vs. a full tree), so a root remembers its
+/// driver in `.driver` and refuses to be opened with the other one.
 pub fn open(kind: SnapshotterKind, root: &Path) -> Result<Box<dyn Snapshotter>> {
     let s = Snapshots::open(root)?;
+    let name = match kind {
+        SnapshotterKind::Overlayfs => "overlayfs",
+        SnapshotterKind::Native => "native",
+    };
+    let marker = root.join(".driver");
+    match fs::read_to_string(&marker) {
+        Ok(existing) if existing.trim() == name => {}
+        Ok(existing) => {
+            return Err(Error::Unsupported(format!(
+                "{} holds {} snapshots; open it with that snapshotter, or use another root for {name}",
+                root.display(),
+                existing.trim()
+            )));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::write(&marker, format!("{name}\n"))
+                .ctx(|| format!("writing {}", marker.display()))?;
+        }
+        Err(e) => return Err(Error::io(format!("reading {}", marker.display()), e)),
+    }
     Ok(match kind {
         SnapshotterKind::Overlayfs => Box::new(Overlay::new(s)),
         SnapshotterKind::Native => Box::new(Native::new(s)),
@@ -352,9 +375,31 @@ impl Snapshots {
         Ok(n)
     }
 
+    /// Usage of one snapshot dir. Committed snapshots never change, so theirs is computed once and kept in
+    /// `usage.json`: ImageFsInfo is polled by the kubelet, and walking every layer each time would not scale.
     pub fn usage(&self, key: &str) -> Result<Usage> {
-        self.stat(key)?;
-        dir_usage(&self.dir(key)?)
+        let info = self.stat(key)?;
+        let dir = self.dir(key)?;
+        let cache = dir.join("usage.json");
+        if info.kind == Kind::Committed
+            && let Ok(bytes) = fs::read(&cache)
+            && let Ok(u) = serde_json::from_slice::<Usage>(&bytes)
+        {
+            return Ok(u);
+        }
+        let u = dir_usage(&dir)?;
+        if info.kind == Kind::Committed
+            && let Ok(bytes) = serde_json::to_vec(&u)
+        {
+            let tmp = dir.join(format!(".usage-{}", crate::content::unique_suffix()));
+            if fs::write(&tmp, bytes)
+                .and_then(|_| fs::rename(&tmp, &cache))
+                .is_err()
+            {
+                let _ = fs::remove_file(&tmp);
+            }
+        }
+        Ok(u)
     }
 }
 

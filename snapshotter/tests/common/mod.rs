@@ -11,6 +11,15 @@ pub struct Env {
 }
 
 impl Env {
+    pub async fn with_config(kind: SnapshotterKind, config: RegistryConfig) -> Env {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-snap-test-")
+            .tempdir()
+            .unwrap();
+        let store = open_with(dir.path(), kind, config).await;
+        Env { dir, store }
+    }
+
     pub async fn new(kind: SnapshotterKind) -> Env {
         let dir = tempfile::Builder::new()
             .prefix("berth-snap-test-")
@@ -29,6 +38,7 @@ impl Env {
         let mut v: Vec<String> = std::fs::read_dir(self.root().join("snapshots"))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != ".driver")
             .collect();
         v.sort();
         v
@@ -52,8 +62,12 @@ impl Env {
 }
 
 pub async fn open(dir: &Path, kind: SnapshotterKind) -> ImageStore {
+    open_with(dir, kind, RegistryConfig::default()).await
+}
+
+pub async fn open_with(dir: &Path, kind: SnapshotterKind, config: RegistryConfig) -> ImageStore {
     let db = Arc::new(redb::Database::create(dir.join("meta.db")).unwrap());
-    ImageStore::open(&dir.join("root"), RegistryConfig::default(), kind, db)
+    ImageStore::open(&dir.join("root"), config, kind, db)
         .await
         .unwrap()
 }
