@@ -57,7 +57,57 @@ pub fn load_spec(bundle: &Path) -> Result<Spec> {
     if spec.process().is_none() {
         return Err(SpecError::Invalid("process is missing".into()).into());
     }
+    unsupported(&spec)?;
     Ok(spec)
+}
+
+/// Refuse spec features this runtime does not implement instead of silently running without them.
+///
+/// AppArmor profiles and SELinux labels are ignored when the host has no AppArmor/SELinux, as runc does.
+fn unsupported(spec: &Spec) -> Result<()> {
+    let no = |what: &str| Err(Error::NotSupported(what.to_string()));
+    if let Some(p) = spec.process() {
+        if p.apparmor_profile().as_ref().is_some_and(|a| !a.is_empty())
+            && Path::new("/sys/kernel/security/apparmor").exists()
+        {
+            return no("process.apparmorProfile (AppArmor)");
+        }
+        if p.selinux_label().as_ref().is_some_and(|l| !l.is_empty())
+            && Path::new("/sys/fs/selinux/enforce").exists()
+        {
+            return no("process.selinuxLabel (SELinux)");
+        }
+        if p.scheduler().is_some() {
+            return no("process.scheduler");
+        }
+        if p.io_priority().is_some() {
+            return no("process.ioPriority");
+        }
+        if p.exec_cpu_affinity().is_some() {
+            return no("process.execCPUAffinity");
+        }
+    }
+    if let Some(l) = spec.linux() {
+        if l.seccomp()
+            .as_ref()
+            .is_some_and(|s| s.listener_path().is_some())
+        {
+            return no("linux.seccomp.listenerPath (seccomp notify)");
+        }
+        if l.intel_rdt().is_some() {
+            return no("linux.intelRdt");
+        }
+        if l.personality().is_some() {
+            return no("linux.personality");
+        }
+        if l.memory_policy().is_some() {
+            return no("linux.memoryPolicy");
+        }
+        if l.time_offsets().as_ref().is_some_and(|t| !t.is_empty()) {
+            return no("linux.timeOffsets (time namespace)");
+        }
+    }
+    Ok(())
 }
 
 fn rootfs_path(spec: &Spec, bundle: &Path) -> Result<PathBuf> {

@@ -466,6 +466,8 @@ impl Monitor<'_> {
             if ready(3) {
                 self.pump(Stream::Stderr, &mut buf);
             }
+            // Only the clients that were polled; ones accepted below are polled next round.
+            let client_ready: Vec<bool> = (0..fds.len() - 4).map(|i| ready(4 + i)).collect();
             if ready(1) {
                 while let Ok((s, _)) = self.listener.accept() {
                     s.set_nonblocking(false).ok();
@@ -478,7 +480,7 @@ impl Monitor<'_> {
                     });
                 }
             }
-            let client_ready: Vec<bool> = (0..self.clients.len()).map(|i| ready(4 + i)).collect();
+
             for i in (0..client_ready.len()).rev() {
                 if client_ready[i] {
                     self.client_input(i, &mut buf);
