@@ -177,6 +177,21 @@ fn create_in(
     let plan = namespaces::plan(linux.namespaces().as_deref().unwrap_or_default())?;
     let fifo = dir.join(EXEC_FIFO);
     mkfifo(&fifo, Mode::from_bits_truncate(0o622)).map_err(sys("mkfifo exec.fifo"))?;
+    // Init may be root of a user namespace by then: the fifo must be writable for the host uid it maps to.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&fifo, fs::Permissions::from_mode(0o622))
+            .map_err(io("chmod exec.fifo"))?;
+        let host = |maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| {
+            maps.and_then(|m| m.iter().find(|m| m.container_id() == 0))
+                .map(|m| m.host_id())
+        };
+        if plan.new_user {
+            let uid = host(linux.uid_mappings().as_ref()).map(Uid::from_raw);
+            let gid = host(linux.gid_mappings().as_ref()).map(Gid::from_raw);
+            nix::unistd::chown(&fifo, uid, gid).map_err(sys("chown exec.fifo"))?;
+        }
+    }
 
     let layout = Layout::detect()?;
     let cg_rel = cgroups::resolve_path(
@@ -392,6 +407,10 @@ fn init(ctx: &InitContext, sock: &OwnedFd) -> Result<Infallible> {
             .map_err(sys("become root in user namespace"))?;
         setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
             .map_err(sys("become root in user namespace"))?;
+        // Changing uid cleared the dumpable flag, which would make /proc/self ours no more (exec.fifo is reopened
+        // through /proc/self/fd).
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1u64, 0u64, 0u64, 0u64) };
     }
     if ctx.plan.new_cgroup {
         unshare(CloneFlags::CLONE_NEWCGROUP).map_err(sys("unshare cgroup namespace"))?;
@@ -471,23 +490,32 @@ fn init(ctx: &InitContext, sock: &OwnedFd) -> Result<Infallible> {
     process::chdir_cwd(&proc_spec)?;
 
     send(sock.as_raw_fd(), b"ready", MsgFlags::empty()).map_err(sys("sync with parent"))?;
-    let reopen = format!("/proc/self/fd/{}", fifo.as_raw_fd());
-    let w = open(
-        reopen.as_str(),
-        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(sys("wait on exec.fifo"))?;
-    nix::unistd::write(&w, b"0").map_err(sys("write exec.fifo"))?;
-    drop(w);
-    drop(fifo);
-    if let Some(h) = hooks.start_container() {
-        hooks::run(h, &init_state_json(spec))?;
-    }
-    Ok(process::finalize_and_exec(
-        &proc_spec,
-        linux.seccomp().as_ref(),
-    )?)
+    // From here on the parent is gone: report failures on stderr (the container's log) and exit.
+    let after_ready = || -> Result<Infallible> {
+        let reopen = format!("/proc/self/fd/{}", fifo.as_raw_fd());
+        let w = open(
+            reopen.as_str(),
+            OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(sys("wait on exec.fifo"))?;
+        nix::unistd::write(&w, b"0").map_err(sys("write exec.fifo"))?;
+        drop(w);
+        if let Some(h) = hooks.start_container() {
+            hooks::run(h, &init_state_json(spec))?;
+        }
+        Ok(process::finalize_and_exec(
+            &proc_spec,
+            linux.seccomp().as_ref(),
+        )?)
+    };
+    let err = match after_ready() {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    eprintln!("berth-runtime: container init: {err}");
+    // SAFETY: leave without running destructors of state shared with the parent.
+    unsafe { libc::_exit(127) }
 }
 
 fn init_state_json(spec: &Spec) -> String {
