@@ -416,24 +416,16 @@ fn init(ctx: &InitContext, sock: &OwnedFd) -> Result<Infallible> {
         unshare(CloneFlags::CLONE_NEWCGROUP).map_err(sys("unshare cgroup namespace"))?;
     }
     setsid().map_err(sys("setsid"))?;
-    let mut console: Option<PathBuf> = None;
-    if proc_spec.terminal().unwrap_or(false) {
+    // Connected now, while the socket's host path resolves; the pty itself is opened after pivot_root so its
+    // slave lives in the container's devpts (ttyname and /dev/console then make sense inside).
+    let console_sock = if proc_spec.terminal().unwrap_or(false) {
         let sock_path = ctx.console_socket.ok_or_else(|| {
             SetupError::Invalid("terminal is true but no console socket was given".into())
         })?;
-        let (master, slave) = tty::open_pty()?;
-        if let Some(size) = proc_spec.console_size() {
-            let _ = tty::resize(
-                master.as_raw_fd(),
-                size.height() as u16,
-                size.width() as u16,
-            );
-        }
-        tty::send_fd(sock_path, master.as_raw_fd())?;
-        drop(master);
-        tty::become_console(&slave)?;
-        console = Some(slave);
-    }
+        Some(tty::connect(sock_path)?)
+    } else {
+        None
+    };
     let hooks = spec.hooks().clone().unwrap_or_default();
     let has_runtime_hooks = hooks.prestart().as_ref().is_some_and(|h| !h.is_empty())
         || hooks
@@ -454,7 +446,7 @@ fn init(ctx: &InitContext, sock: &OwnedFd) -> Result<Infallible> {
             cgroupns: ctx.plan.new_cgroup,
             layout: Some(ctx.layout),
             cgroup_dirs: &ctx.cgroup_dirs,
-            console: console.as_deref(),
+            console: None,
         };
         rootfs::prepare(spec, &rctx)?;
         if let Some(h) = hooks.create_container() {
@@ -465,6 +457,34 @@ fn init(ctx: &InitContext, sock: &OwnedFd) -> Result<Infallible> {
         nix::unistd::chroot(ctx.rootfs).map_err(sys("chroot"))?;
         nix::unistd::chdir("/").map_err(sys("chdir /"))?;
     }
+    if let Some(sock) = &console_sock {
+        let (master, slave) = tty::open_pty()?;
+        if let Some(size) = proc_spec.console_size() {
+            let _ = tty::resize(
+                master.as_raw_fd(),
+                size.height() as u16,
+                size.width() as u16,
+            );
+        }
+        tty::send_fd_on(sock, master.as_raw_fd())?;
+        drop(master);
+        if ctx.plan.new_mount {
+            let dst = Path::new("/dev/console");
+            if fs::symlink_metadata(dst).is_err() {
+                fs::File::create(dst).map_err(io("create /dev/console"))?;
+            }
+            nix::mount::mount(
+                Some(&slave),
+                dst,
+                None::<&str>,
+                nix::mount::MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(sys("bind /dev/console"))?;
+        }
+        tty::become_console(&slave)?;
+    }
+    drop(console_sock);
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         if !ctx.plan.new_uts {
             return Err(SetupError::Invalid("hostname needs a new uts namespace".into()).into());

@@ -94,6 +94,13 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
         })?),
         None => None,
     };
+    let console = match (
+        &opts.console_socket,
+        opts.process.terminal().unwrap_or(false),
+    ) {
+        (Some(path), true) => Some(tty::connect(path)?),
+        _ => None,
+    };
     let layout = Layout::detect()?;
     Cgroup::from_dirs(&layout, &st.cgroup_dirs).add_pid(std::process::id() as i32)?;
     for (f, flag) in &ns {
@@ -105,7 +112,7 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
     match unsafe { fork() }.map_err(sys("fork"))? {
         ForkResult::Child => {
             drop(err_r);
-            let e = child(opts, seccomp.as_ref());
+            let e = child(opts, console.as_ref(), seccomp.as_ref());
             let _ = nix::unistd::write(&err_w, e.to_string().as_bytes());
             // SAFETY: leave the forked child at once.
             unsafe { libc::_exit(127) };
@@ -158,14 +165,19 @@ fn wait_exit(child: Pid) -> Result<i32> {
     }
 }
 
-fn child(opts: &ExecOptions, seccomp: Option<&oci_spec::runtime::LinuxSeccomp>) -> crate::Error {
+fn child(
+    opts: &ExecOptions,
+    console: Option<&std::os::unix::net::UnixStream>,
+    seccomp: Option<&oci_spec::runtime::LinuxSeccomp>,
+) -> crate::Error {
     let run = || -> Result<std::convert::Infallible> {
         let p = &opts.process;
         if p.terminal().unwrap_or(false) {
             setsid().map_err(sys("setsid"))?;
-            if let Some(sock) = &opts.console_socket {
+            if let Some(sock) = console {
+                // Opened inside the container, so the slave lives in its devpts.
                 let (master, slave) = tty::open_pty()?;
-                tty::send_fd(sock, master.as_raw_fd())?;
+                tty::send_fd_on(sock, master.as_raw_fd())?;
                 drop(master);
                 tty::become_console(&slave)?;
             } else if opts.inherit_tty {

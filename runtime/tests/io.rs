@@ -18,7 +18,7 @@ fn tty_container_gets_a_terminal_and_resizes() {
         &[
             "/bin/sh",
             "-c",
-            "test -t 0 && test -t 1 && echo isatty; sleep 0.5; stty size",
+            "test -t 0 && test -t 1 && echo isatty; tty; sleep 0.5; stty size",
         ],
     );
     b.config["process"]["terminal"] = json!(true);
@@ -37,6 +37,8 @@ fn tty_container_gets_a_terminal_and_resizes() {
     let out = env.stdout(&b.id);
     assert!(out.contains("isatty"), "{out:?}");
     assert!(out.contains("40 100"), "{out:?}");
+    // The slave belongs to the container's own devpts.
+    assert!(out.contains("/dev/pts/0"), "{out:?}");
 }
 
 #[test]
