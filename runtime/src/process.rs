@@ -178,7 +178,50 @@ pub fn finalize_and_exec(p: &Process, seccomp_spec: Option<&LinuxSeccomp>) -> Re
             seccomp::load(s).map_err(|e| SetupError::Invalid(e.to_string()))?;
         }
     }
+    reset_signals();
     execve(&path_c, &argv, &envp).map_err(sys(format!("exec {}", path.display())))
+}
+
+/// Give the new program default signal dispositions and an empty signal mask.
+///
+/// Rust's runtime ignores SIGPIPE and an ignored disposition survives execve: without this, `yes | head` inside
+/// the container would behave differently than under runc.
+pub fn reset_signals() {
+    // Raw rt_sigaction: glibc refuses its two internal real-time signals, which must be reset too.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let act = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: resetting a disposition to SIG_DFL with the kernel's own sigaction layout.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &act as *const KernelSigaction,
+                std::ptr::null_mut::<u8>(),
+                8usize,
+            )
+        };
+    }
+    let empty = nix::sys::signal::SigSet::empty();
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&empty),
+        None,
+    );
 }
 
 /// Change into the process's cwd (inside the container's root).

@@ -79,6 +79,15 @@ fn same_readonly_rootfs_and_masked_paths() {
 }
 
 #[test]
+fn same_signal_dispositions() {
+    // SIGPIPE (bit 12) must be at its default in both; `yes | head` ends the same way.
+    let script = "grep -E '^SigBlk' /proc/self/status; echo $(( 0x$(grep ^SigIgn /proc/self/status | cut -f2) & 0x1000 )); yes | head -1";
+    let (b, r) = both("diff-sig", &["/bin/sh", "-c", script], |_| {});
+    assert_eq!(b, r);
+    assert_eq!(b.1, "SigBlk:\t0000000000000000\n0\ny\n");
+}
+
+#[test]
 fn same_exit_code_and_stderr() {
     let (b, r) = both(
         "diff-exit",

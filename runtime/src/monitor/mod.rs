@@ -268,8 +268,7 @@ fn run(args: &MonitorArgs) -> Result<(), String> {
                 libc::dup2(stdin_fd, 0);
                 libc::dup2(o, 1);
                 libc::dup2(e, 2);
-                let empty = SigSet::empty();
-                let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&empty), None);
+                crate::process::reset_signals();
                 let _ = nix::unistd::execv(&c_prog, &c_argv);
                 libc::_exit(127);
             }
