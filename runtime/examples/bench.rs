@@ -117,6 +117,38 @@ fn bench(name: &str, bin: &Path, n: usize) -> Option<Duration> {
     Some(median(times))
 }
 
+/// The daemon's path: Handler::create (monitor + runtime create), start, wait, delete.
+fn bench_handler(cfg: berth_runtime::handler::HandlerConfig, n: usize) -> Option<Duration> {
+    use berth_runtime::handler::{ContainerSpec, Handler, OciHandler};
+    let h = OciHandler::new(cfg);
+    let dir = tempfile::tempdir().expect("tempdir");
+    bundle(dir.path());
+    let mut times = Vec::new();
+    for i in 0..n + 2 {
+        let id = format!("hbench-{}-{}-{i}", h.cfg.name, std::process::id());
+        set_cgroup(dir.path(), &format!("/berth-bench/{id}"));
+        let spec = ContainerSpec {
+            id: id.clone(),
+            bundle: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        let t = Instant::now();
+        let ok = h.create(&spec).is_ok()
+            && h.start(&id).is_ok()
+            && h.wait(&id, Some(Duration::from_secs(10))).is_ok()
+            && h.delete(&id, false).is_ok();
+        if !ok {
+            eprintln!("handler {}: cycle failed", h.cfg.name);
+            let _ = h.delete(&id, true);
+            return None;
+        }
+        if i >= 2 {
+            times.push(t.elapsed());
+        }
+    }
+    Some(median(times))
+}
+
 fn main() {
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1u64, 0u64, 0u64, 0u64) };
@@ -156,12 +188,40 @@ fn main() {
         })
         .map(Duration::from_micros);
     results.push(("crun (unshare -m, no unified)", crun));
+    let state = tempfile::tempdir().expect("tempdir");
+    let bin = builtin.parent().expect("bin dir").to_path_buf();
+    let hb = bench_handler(
+        berth_runtime::handler::HandlerConfig::builtin(&bin, state.path()),
+        n,
+    );
+    let hr = bench_handler(
+        berth_runtime::handler::HandlerConfig::external(
+            "runc",
+            Path::new("/usr/sbin/runc"),
+            &bin.join("berth-monitor"),
+            state.path(),
+        ),
+        n,
+    );
     println!("create+start+delete of a /bin/true bundle, median of {n}");
     let base = results[0].1;
     for (name, d) in &results {
         match (d, base) {
             (Some(d), Some(b)) => println!(
                 "  {name:32} {:8.2} ms   ratio to berth-runtime {:.2}",
+                d.as_secs_f64() * 1e3,
+                d.as_secs_f64() / b.as_secs_f64()
+            ),
+            _ => println!("  {name:32} failed"),
+        }
+    }
+    println!(
+        "through the Handler API (monitor + create, start, wait for exit, delete), median of {n}"
+    );
+    for (name, d) in [("built-in handler", hb), ("runc handler", hr)] {
+        match (d, hb) {
+            (Some(d), Some(b)) => println!(
+                "  {name:32} {:8.2} ms   ratio to built-in {:.2}",
                 d.as_secs_f64() * 1e3,
                 d.as_secs_f64() / b.as_secs_f64()
             ),
