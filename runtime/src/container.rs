@@ -682,3 +682,37 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     })?;
     Ok(())
 }
+
+fn cgroup_of(root: &Path, id: &str) -> Result<(ContainerState, Cgroup)> {
+    let st = ContainerState::load(root, id)?;
+    let layout = Layout::detect()?;
+    let cg = Cgroup::from_dirs(&layout, &st.cgroup_dirs);
+    Ok((st, cg))
+}
+
+/// Apply new resource limits to a container's cgroup (`update`).
+pub fn update(root: &Path, id: &str, res: &oci_spec::runtime::LinuxResources) -> Result<()> {
+    let (_, cg) = cgroup_of(root, id)?;
+    Ok(cg.apply(res)?)
+}
+
+/// Freeze or thaw a container (`pause`, `resume`).
+pub fn pause(root: &Path, id: &str, frozen: bool) -> Result<()> {
+    let (st, cg) = cgroup_of(root, id)?;
+    if st.status(root) == Status::Stopped {
+        return Err(StateError::WrongStatus {
+            id: id.into(),
+            status: "stopped".into(),
+            action: if frozen { "pause" } else { "resume" },
+            need: "running",
+        }
+        .into());
+    }
+    Ok(cg.freeze(frozen)?)
+}
+
+/// PIDs of every process in the container (`ps`).
+pub fn pids(root: &Path, id: &str) -> Result<Vec<i32>> {
+    let (_, cg) = cgroup_of(root, id)?;
+    Ok(cg.pids())
+}
