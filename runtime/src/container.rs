@@ -48,6 +48,8 @@ pub struct CreateOptions {
     pub console_socket: Option<PathBuf>,
     /// `--systemd-cgroup`: read cgroupsPath as `slice:prefix:name` (still written through cgroupfs).
     pub systemd_cgroup: bool,
+    /// `--preserve-fds N`: fds 3..3+N stay open in the container (for socket activation).
+    pub preserve_fds: u32,
 }
 
 /// Load and sanity-check a bundle's config.json.
@@ -227,6 +229,7 @@ fn create_in(
         cgroup_dirs: cg.paths(),
         fifo: &fifo,
         console_socket: opts.console_socket.as_deref(),
+        preserve_fds: opts.preserve_fds,
     };
     let flags = plan.clone_flags.bits() as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
     // SAFETY: raw clone without a new stack behaves like fork; this process is single-threaded (see module doc).
@@ -380,6 +383,7 @@ struct InitContext<'a> {
     cgroup_dirs: Vec<PathBuf>,
     fifo: &'a Path,
     console_socket: Option<&'a Path>,
+    preserve_fds: u32,
 }
 
 fn wait_go(sock: &OwnedFd) -> Result<(), SetupError> {
@@ -527,6 +531,7 @@ fn init(ctx: &InitContext, sock: &OwnedFd) -> Result<Infallible> {
         Ok(process::finalize_and_exec(
             &proc_spec,
             linux.seccomp().as_ref(),
+            ctx.preserve_fds,
         )?)
     };
     let err = match after_ready() {

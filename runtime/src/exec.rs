@@ -193,7 +193,7 @@ fn child(
         }
         process::set_rlimits(p)?;
         process::chdir_cwd(p)?;
-        Ok(process::finalize_and_exec(p, seccomp)?)
+        Ok(process::finalize_and_exec(p, seccomp, 0)?)
     };
     match run() {
         Ok(never) => match never {},

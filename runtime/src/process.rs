@@ -113,7 +113,11 @@ fn cstr(s: &str) -> Result<CString> {
 ///
 /// Seccomp goes last when no_new_privileges is set (so the filter need not allow the setup syscalls); without it,
 /// loading a filter needs CAP_SYS_ADMIN, so it is loaded before capabilities are dropped, as runc does.
-pub fn finalize_and_exec(p: &Process, seccomp_spec: Option<&LinuxSeccomp>) -> Result<Infallible> {
+pub fn finalize_and_exec(
+    p: &Process,
+    seccomp_spec: Option<&LinuxSeccomp>,
+    preserve_fds: u32,
+) -> Result<Infallible> {
     let args = p.args().clone().unwrap_or_default();
     let Some(prog) = args.first() else {
         return Err(SetupError::Invalid("process.args is empty".into()));
@@ -179,6 +183,7 @@ pub fn finalize_and_exec(p: &Process, seccomp_spec: Option<&LinuxSeccomp>) -> Re
         }
     }
     reset_signals();
+    cloexec_from(preserve_fds);
     execve(&path_c, &argv, &envp).map_err(sys(format!("exec {}", path.display())))
 }
 
@@ -222,6 +227,33 @@ pub fn reset_signals() {
         Some(&empty),
         None,
     );
+}
+
+/// Mark every fd from `3 + preserve` up close-on-exec, so nothing the runtime or its caller held open leaks into
+/// the container (runc's CVE-2024-21626 was such a leak). `preserve` keeps the caller's `--preserve-fds`.
+pub fn cloexec_from(preserve: u32) {
+    let first = 3u32.saturating_add(preserve);
+    // SAFETY: close_range only changes flags of our own fds.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if r != 0 {
+        // Kernels before 5.11: walk /proc/self/fd instead.
+        if let Ok(rd) = std::fs::read_dir("/proc/self/fd") {
+            let fds: Vec<i32> = rd
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect();
+            for fd in fds.into_iter().filter(|fd| *fd >= first as i32) {
+                // SAFETY: setting FD_CLOEXEC on an fd number we hold.
+                unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+            }
+        }
+    }
 }
 
 /// Change into the process's cwd (inside the container's root).

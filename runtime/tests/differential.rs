@@ -88,6 +88,16 @@ fn same_signal_dispositions() {
 }
 
 #[test]
+fn no_fd_leaks_into_the_container() {
+    let (b, r) = both("diff-fds", &["/bin/ls", "/proc/self/fd"], |_| {});
+    assert_eq!(b, r);
+    assert_eq!(
+        b.1.split_whitespace().collect::<Vec<_>>(),
+        ["0", "1", "2", "3"]
+    );
+}
+
+#[test]
 fn same_exit_code_and_stderr() {
     let (b, r) = both(
         "diff-exit",

@@ -255,7 +255,7 @@ fn run(args: &MonitorArgs) -> Result<(), String> {
         ForkResult::Child => {
             // SAFETY: plain fd juggling and exec in the forked child.
             unsafe {
-                let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+                let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
                 let stdin_fd = stdin_pipe
                     .as_ref()
                     .map(|(r, _)| r.as_raw_fd())
