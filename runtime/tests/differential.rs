@@ -124,6 +124,48 @@ fn same_seccomp_denial() {
 }
 
 #[test]
+fn same_no_new_privs_with_seccomp() {
+    let script = "grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status; mkdir /tmp/d; echo rc=$?";
+    let (b, r) = both("diff-nnp", &["/bin/sh", "-c", script], |c| {
+        c["process"]["noNewPrivileges"] = json!(true);
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]
+        });
+    });
+    assert_eq!(b, r);
+    assert!(
+        b.1.contains("NoNewPrivs:\t1") && b.1.contains("Seccomp:\t2") && b.1.contains("rc=1"),
+        "{}",
+        b.1
+    );
+    assert!(b.2.contains("Permission denied"), "{}", b.2);
+}
+
+#[test]
+fn same_tty_behaviour() {
+    use berth_runtime::handler::Handler;
+    let mut outs = Vec::new();
+    for env in [Env::builtin(), Env::runc()] {
+        let mut b = Bundle::new(
+            "diff-tty",
+            &["/bin/sh", "-c", "test -t 0 && echo tty; stty size"],
+        );
+        b.config["process"]["terminal"] = json!(true);
+        b.config["process"]["consoleSize"] = json!({"height": 33, "width": 77});
+        env.create_with(&b, false, false, true).expect("create");
+        env.handler.start(&b.id).expect("start");
+        let st = env
+            .handler
+            .wait(&b.id, Some(std::time::Duration::from_secs(10)))
+            .expect("wait");
+        outs.push((st.exit_code, env.stdout(&b.id)));
+    }
+    assert_eq!(outs[0], outs[1]);
+    assert_eq!(outs[0].1, "tty\r\n33 77\r\n");
+}
+
+#[test]
 fn same_oom_outcome() {
     let env_results: Vec<(i32, bool)> = [Env::builtin(), Env::runc()]
         .into_iter()

@@ -332,9 +332,12 @@ fn monitor_survives_its_parent_and_records_the_exit() {
     }
     daemon.kill().expect("kill -9 daemon");
     daemon.wait().expect("reap daemon");
-    env.handler.start(&b.id).expect("start after daemon death");
-    let st = env
-        .handler
+    // A restarted daemon: a new handler on the same state root knows the container.
+    let restarted = berth_runtime::handler::OciHandler::new(env.handler.cfg.clone());
+    assert_eq!(restarted.list(), vec![b.id.clone()]);
+    assert_eq!(restarted.state(&b.id).expect("state").phase, Phase::Created);
+    restarted.start(&b.id).expect("start after daemon death");
+    let st = restarted
         .wait(&b.id, Some(Duration::from_secs(10)))
         .expect("wait");
     assert_eq!((st.phase, st.exit_code), (Phase::Stopped, 7));
