@@ -59,6 +59,18 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
         .into());
     }
     let spec = container::load_spec(&st.bundle)?;
+    // Unset security fields come from the container's own process, as with runc: an exec without a capability list
+    // must not run with the full root capabilities of the runtime.
+    let mut opts = opts.clone();
+    if let Some(cp) = spec.process() {
+        if opts.process.capabilities().is_none() {
+            opts.process.set_capabilities(cp.capabilities().clone());
+        }
+        if opts.process.no_new_privileges().is_none() {
+            opts.process.set_no_new_privileges(cp.no_new_privileges());
+        }
+    }
+    let opts = &opts;
     // Open every namespace first: once we joined the mount namespace, /proc is the container's.
     let mut ns: Vec<(File, CloneFlags)> = Vec::new();
     for (name, flag) in ORDER {

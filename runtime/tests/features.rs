@@ -135,6 +135,33 @@ fn containers_join_pod_namespaces_by_path() {
 }
 
 #[test]
+fn exec_without_capabilities_inherits_the_containers() {
+    let env = Env::builtin();
+    let mut b = Bundle::new("execcaps", &["/bin/sleep", "30"]);
+    let caps = json!(["CAP_KILL"]);
+    b.config["process"]["capabilities"] = json!({"bounding": caps, "effective": caps, "permitted": caps, "inheritable": [], "ambient": []});
+    env.create(&b).expect("create");
+    env.handler.start(&b.id).expect("start");
+    let mut p = sh("grep ^CapEff /proc/self/status");
+    p.set_capabilities(None);
+    let out = env
+        .handler
+        .exec_sync(
+            &b.id,
+            &ExecRequest {
+                process: p,
+                stdin: None,
+                timeout: Some(Duration::from_secs(5)),
+            },
+        )
+        .expect("exec");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "CapEff:\t0000000000000020\n"
+    );
+}
+
+#[test]
 fn stats_update_and_kill_all() {
     let env = Env::builtin();
     let b = Bundle::new("stats", &["/bin/sh", "-c", "sleep 30 & sleep 30 & wait"]);
