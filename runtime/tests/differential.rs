@@ -166,6 +166,41 @@ fn same_tty_behaviour() {
 }
 
 #[test]
+fn same_exec_results() {
+    use berth_runtime::handler::{ExecRequest, Handler};
+    let mut outs = Vec::new();
+    for env in [Env::builtin(), Env::runc()] {
+        let b = Bundle::new("diff-exec", &["/bin/sleep", "30"]);
+        env.create(&b).expect("create");
+        env.handler.start(&b.id).expect("start");
+        let mut p = oci_spec::runtime::Process::default();
+        let script =
+            "echo $(hostname) $(id -u); grep ^CapEff /proc/self/status; cat; echo err >&2; exit 4";
+        p.set_args(Some(vec!["/bin/sh".into(), "-c".into(), script.into()]));
+        p.set_no_new_privileges(Some(false));
+        p.user_mut().set_uid(1000);
+        let req = ExecRequest {
+            process: p,
+            stdin: Some(b"input\n".to_vec()),
+            timeout: Some(std::time::Duration::from_secs(10)),
+        };
+        let out = env.handler.exec_sync(&b.id, &req).expect("exec");
+        outs.push((
+            out.exit_code,
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ));
+    }
+    assert_eq!(outs[0], outs[1]);
+    assert_eq!(outs[0].0, 4);
+    assert!(
+        outs[0].1.starts_with("h-diff-exec 1000\n") && outs[0].1.ends_with("input\n"),
+        "{}",
+        outs[0].1
+    );
+}
+
+#[test]
 fn same_oom_outcome() {
     let env_results: Vec<(i32, bool)> = [Env::builtin(), Env::runc()]
         .into_iter()
