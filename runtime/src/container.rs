@@ -48,6 +48,8 @@ pub struct CreateOptions {
     pub console_socket: Option<PathBuf>,
     /// `--systemd-cgroup`: read cgroupsPath as `slice:prefix:name` (still written through cgroupfs).
     pub systemd_cgroup: bool,
+    /// `--preserve-fds N`: fds 3..3+N stay open in the container (for socket activation).
+    pub preserve_fds: u32,
 }
 
 /// Load and sanity-check a bundle's config.json.
@@ -57,7 +59,57 @@ pub fn load_spec(bundle: &Path) -> Result<Spec> {
     if spec.process().is_none() {
         return Err(SpecError::Invalid("process is missing".into()).into());
     }
+    unsupported(&spec)?;
     Ok(spec)
+}
+
+/// Refuse spec features this runtime does not implement instead of silently running without them.
+///
+/// AppArmor profiles and SELinux labels are ignored when the host has no AppArmor/SELinux, as runc does.
+fn unsupported(spec: &Spec) -> Result<()> {
+    let no = |what: &str| Err(Error::NotSupported(what.to_string()));
+    if let Some(p) = spec.process() {
+        if p.apparmor_profile().as_ref().is_some_and(|a| !a.is_empty())
+            && Path::new("/sys/kernel/security/apparmor").exists()
+        {
+            return no("process.apparmorProfile (AppArmor)");
+        }
+        if p.selinux_label().as_ref().is_some_and(|l| !l.is_empty())
+            && Path::new("/sys/fs/selinux/enforce").exists()
+        {
+            return no("process.selinuxLabel (SELinux)");
+        }
+        if p.scheduler().is_some() {
+            return no("process.scheduler");
+        }
+        if p.io_priority().is_some() {
+            return no("process.ioPriority");
+        }
+        if p.exec_cpu_affinity().is_some() {
+            return no("process.execCPUAffinity");
+        }
+    }
+    if let Some(l) = spec.linux() {
+        if l.seccomp()
+            .as_ref()
+            .is_some_and(|s| s.listener_path().is_some())
+        {
+            return no("linux.seccomp.listenerPath (seccomp notify)");
+        }
+        if l.intel_rdt().is_some() {
+            return no("linux.intelRdt");
+        }
+        if l.personality().is_some() {
+            return no("linux.personality");
+        }
+        if l.memory_policy().is_some() {
+            return no("linux.memoryPolicy");
+        }
+        if l.time_offsets().as_ref().is_some_and(|t| !t.is_empty()) {
+            return no("linux.timeOffsets (time namespace)");
+        }
+    }
+    Ok(())
 }
 
 fn rootfs_path(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
@@ -127,6 +179,21 @@ fn create_in(
     let plan = namespaces::plan(linux.namespaces().as_deref().unwrap_or_default())?;
     let fifo = dir.join(EXEC_FIFO);
     mkfifo(&fifo, Mode::from_bits_truncate(0o622)).map_err(sys("mkfifo exec.fifo"))?;
+    // Init may be root of a user namespace by then: the fifo must be writable for the host uid it maps to.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&fifo, fs::Permissions::from_mode(0o622))
+            .map_err(io("chmod exec.fifo"))?;
+        let host = |maps: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| {
+            maps.and_then(|m| m.iter().find(|m| m.container_id() == 0))
+                .map(|m| m.host_id())
+        };
+        if plan.new_user {
+            let uid = host(linux.uid_mappings().as_ref()).map(Uid::from_raw);
+            let gid = host(linux.gid_mappings().as_ref()).map(Gid::from_raw);
+            nix::unistd::chown(&fifo, uid, gid).map_err(sys("chown exec.fifo"))?;
+        }
+    }
 
     let layout = Layout::detect()?;
     let cg_rel = cgroups::resolve_path(
@@ -162,6 +229,7 @@ fn create_in(
         cgroup_dirs: cg.paths(),
         fifo: &fifo,
         console_socket: opts.console_socket.as_deref(),
+        preserve_fds: opts.preserve_fds,
     };
     let flags = plan.clone_flags.bits() as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
     // SAFETY: raw clone without a new stack behaves like fork; this process is single-threaded (see module doc).
@@ -315,6 +383,7 @@ struct InitContext<'a> {
     cgroup_dirs: Vec<PathBuf>,
     fifo: &'a Path,
     console_socket: Option<&'a Path>,
+    preserve_fds: u32,
 }
 
 fn wait_go(sock: &OwnedFd) -> Result<(), SetupError> {
@@ -342,29 +411,25 @@ fn init(ctx: &InitContext, sock: &OwnedFd) -> Result<Infallible> {
             .map_err(sys("become root in user namespace"))?;
         setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
             .map_err(sys("become root in user namespace"))?;
+        // Changing uid cleared the dumpable flag, which would make /proc/self ours no more (exec.fifo is reopened
+        // through /proc/self/fd).
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1u64, 0u64, 0u64, 0u64) };
     }
     if ctx.plan.new_cgroup {
         unshare(CloneFlags::CLONE_NEWCGROUP).map_err(sys("unshare cgroup namespace"))?;
     }
     setsid().map_err(sys("setsid"))?;
-    let mut console: Option<PathBuf> = None;
-    if proc_spec.terminal().unwrap_or(false) {
+    // Connected now, while the socket's host path resolves; the pty itself is opened after pivot_root so its
+    // slave lives in the container's devpts (ttyname and /dev/console then make sense inside).
+    let console_sock = if proc_spec.terminal().unwrap_or(false) {
         let sock_path = ctx.console_socket.ok_or_else(|| {
             SetupError::Invalid("terminal is true but no console socket was given".into())
         })?;
-        let (master, slave) = tty::open_pty()?;
-        if let Some(size) = proc_spec.console_size() {
-            let _ = tty::resize(
-                master.as_raw_fd(),
-                size.height() as u16,
-                size.width() as u16,
-            );
-        }
-        tty::send_fd(sock_path, master.as_raw_fd())?;
-        drop(master);
-        tty::become_console(&slave)?;
-        console = Some(slave);
-    }
+        Some(tty::connect(sock_path)?)
+    } else {
+        None
+    };
     let hooks = spec.hooks().clone().unwrap_or_default();
     let has_runtime_hooks = hooks.prestart().as_ref().is_some_and(|h| !h.is_empty())
         || hooks
@@ -385,7 +450,7 @@ fn init(ctx: &InitContext, sock: &OwnedFd) -> Result<Infallible> {
             cgroupns: ctx.plan.new_cgroup,
             layout: Some(ctx.layout),
             cgroup_dirs: &ctx.cgroup_dirs,
-            console: console.as_deref(),
+            console: None,
         };
         rootfs::prepare(spec, &rctx)?;
         if let Some(h) = hooks.create_container() {
@@ -396,6 +461,34 @@ fn init(ctx: &InitContext, sock: &OwnedFd) -> Result<Infallible> {
         nix::unistd::chroot(ctx.rootfs).map_err(sys("chroot"))?;
         nix::unistd::chdir("/").map_err(sys("chdir /"))?;
     }
+    if let Some(sock) = &console_sock {
+        let (master, slave) = tty::open_pty()?;
+        if let Some(size) = proc_spec.console_size() {
+            let _ = tty::resize(
+                master.as_raw_fd(),
+                size.height() as u16,
+                size.width() as u16,
+            );
+        }
+        tty::send_fd_on(sock, master.as_raw_fd())?;
+        drop(master);
+        if ctx.plan.new_mount {
+            let dst = Path::new("/dev/console");
+            if fs::symlink_metadata(dst).is_err() {
+                fs::File::create(dst).map_err(io("create /dev/console"))?;
+            }
+            nix::mount::mount(
+                Some(&slave),
+                dst,
+                None::<&str>,
+                nix::mount::MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(sys("bind /dev/console"))?;
+        }
+        tty::become_console(&slave)?;
+    }
+    drop(console_sock);
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         if !ctx.plan.new_uts {
             return Err(SetupError::Invalid("hostname needs a new uts namespace".into()).into());
@@ -421,23 +514,33 @@ fn init(ctx: &InitContext, sock: &OwnedFd) -> Result<Infallible> {
     process::chdir_cwd(&proc_spec)?;
 
     send(sock.as_raw_fd(), b"ready", MsgFlags::empty()).map_err(sys("sync with parent"))?;
-    let reopen = format!("/proc/self/fd/{}", fifo.as_raw_fd());
-    let w = open(
-        reopen.as_str(),
-        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(sys("wait on exec.fifo"))?;
-    nix::unistd::write(&w, b"0").map_err(sys("write exec.fifo"))?;
-    drop(w);
-    drop(fifo);
-    if let Some(h) = hooks.start_container() {
-        hooks::run(h, &init_state_json(spec))?;
-    }
-    Ok(process::finalize_and_exec(
-        &proc_spec,
-        linux.seccomp().as_ref(),
-    )?)
+    // From here on the parent is gone: report failures on stderr (the container's log) and exit.
+    let after_ready = || -> Result<Infallible> {
+        let reopen = format!("/proc/self/fd/{}", fifo.as_raw_fd());
+        let w = open(
+            reopen.as_str(),
+            OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(sys("wait on exec.fifo"))?;
+        nix::unistd::write(&w, b"0").map_err(sys("write exec.fifo"))?;
+        drop(w);
+        if let Some(h) = hooks.start_container() {
+            hooks::run(h, &init_state_json(spec))?;
+        }
+        Ok(process::finalize_and_exec(
+            &proc_spec,
+            linux.seccomp().as_ref(),
+            ctx.preserve_fds,
+        )?)
+    };
+    let err = match after_ready() {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    eprintln!("berth-runtime: container init: {err}");
+    // SAFETY: leave without running destructors of state shared with the parent.
+    unsafe { libc::_exit(127) }
 }
 
 fn init_state_json(spec: &Spec) -> String {
@@ -583,4 +686,38 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         source,
     })?;
     Ok(())
+}
+
+fn cgroup_of(root: &Path, id: &str) -> Result<(ContainerState, Cgroup)> {
+    let st = ContainerState::load(root, id)?;
+    let layout = Layout::detect()?;
+    let cg = Cgroup::from_dirs(&layout, &st.cgroup_dirs);
+    Ok((st, cg))
+}
+
+/// Apply new resource limits to a container's cgroup (`update`).
+pub fn update(root: &Path, id: &str, res: &oci_spec::runtime::LinuxResources) -> Result<()> {
+    let (_, cg) = cgroup_of(root, id)?;
+    Ok(cg.apply(res)?)
+}
+
+/// Freeze or thaw a container (`pause`, `resume`).
+pub fn pause(root: &Path, id: &str, frozen: bool) -> Result<()> {
+    let (st, cg) = cgroup_of(root, id)?;
+    if st.status(root) == Status::Stopped {
+        return Err(StateError::WrongStatus {
+            id: id.into(),
+            status: "stopped".into(),
+            action: if frozen { "pause" } else { "resume" },
+            need: "running",
+        }
+        .into());
+    }
+    Ok(cg.freeze(frozen)?)
+}
+
+/// PIDs of every process in the container (`ps`).
+pub fn pids(root: &Path, id: &str) -> Result<Vec<i32>> {
+    let (_, cg) = cgroup_of(root, id)?;
+    Ok(cg.pids())
 }

@@ -59,6 +59,18 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
         .into());
     }
     let spec = container::load_spec(&st.bundle)?;
+    // Unset security fields come from the container's own process, as with runc: an exec without a capability list
+    // must not run with the full root capabilities of the runtime.
+    let mut opts = opts.clone();
+    if let Some(cp) = spec.process() {
+        if opts.process.capabilities().is_none() {
+            opts.process.set_capabilities(cp.capabilities().clone());
+        }
+        if opts.process.no_new_privileges().is_none() {
+            opts.process.set_no_new_privileges(cp.no_new_privileges());
+        }
+    }
+    let opts = &opts;
     // Open every namespace first: once we joined the mount namespace, /proc is the container's.
     let mut ns: Vec<(File, CloneFlags)> = Vec::new();
     for (name, flag) in ORDER {
@@ -94,6 +106,13 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
         })?),
         None => None,
     };
+    let console = match (
+        &opts.console_socket,
+        opts.process.terminal().unwrap_or(false),
+    ) {
+        (Some(path), true) => Some(tty::connect(path)?),
+        _ => None,
+    };
     let layout = Layout::detect()?;
     Cgroup::from_dirs(&layout, &st.cgroup_dirs).add_pid(std::process::id() as i32)?;
     for (f, flag) in &ns {
@@ -105,7 +124,7 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
     match unsafe { fork() }.map_err(sys("fork"))? {
         ForkResult::Child => {
             drop(err_r);
-            let e = child(opts, seccomp.as_ref());
+            let e = child(opts, console.as_ref(), seccomp.as_ref());
             let _ = nix::unistd::write(&err_w, e.to_string().as_bytes());
             // SAFETY: leave the forked child at once.
             unsafe { libc::_exit(127) };
@@ -158,14 +177,19 @@ fn wait_exit(child: Pid) -> Result<i32> {
     }
 }
 
-fn child(opts: &ExecOptions, seccomp: Option<&oci_spec::runtime::LinuxSeccomp>) -> crate::Error {
+fn child(
+    opts: &ExecOptions,
+    console: Option<&std::os::unix::net::UnixStream>,
+    seccomp: Option<&oci_spec::runtime::LinuxSeccomp>,
+) -> crate::Error {
     let run = || -> Result<std::convert::Infallible> {
         let p = &opts.process;
         if p.terminal().unwrap_or(false) {
             setsid().map_err(sys("setsid"))?;
-            if let Some(sock) = &opts.console_socket {
+            if let Some(sock) = console {
+                // Opened inside the container, so the slave lives in its devpts.
                 let (master, slave) = tty::open_pty()?;
-                tty::send_fd(sock, master.as_raw_fd())?;
+                tty::send_fd_on(sock, master.as_raw_fd())?;
                 drop(master);
                 tty::become_console(&slave)?;
             } else if opts.inherit_tty {
@@ -181,7 +205,7 @@ fn child(opts: &ExecOptions, seccomp: Option<&oci_spec::runtime::LinuxSeccomp>) 
         }
         process::set_rlimits(p)?;
         process::chdir_cwd(p)?;
-        Ok(process::finalize_and_exec(p, seccomp)?)
+        Ok(process::finalize_and_exec(p, seccomp, 0)?)
     };
     match run() {
         Ok(never) => match never {},

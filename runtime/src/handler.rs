@@ -439,16 +439,33 @@ impl Handler for OciHandler {
 
     fn wait(&self, id: &str, timeout: Option<Duration>) -> Result<State> {
         let deadline = timeout.map(|t| Instant::now() + t);
+        let left_ms = |d: Option<Instant>| -> i32 {
+            d.map(|d| {
+                d.saturating_duration_since(Instant::now())
+                    .as_millis()
+                    .min(i32::MAX as u128) as i32
+            })
+            .unwrap_or(-1)
+        };
+        // Block on a pidfd of init until it exits (no polling interval to pay)...
+        let st = self.status(id)?;
+        if !st.exited
+            && st.pid > 0
+            && let Ok(Some(fd)) = util::pidfd_for(st.pid, st.pid_start)
+            && !util::pidfd_wait(&fd, left_ms(deadline))
+        {
+            return Err(Error::Timeout(format!("container {id} still running")));
+        }
+        // ...then give the monitor the moment it needs to write the exit down.
         loop {
             let s = self.state(id)?;
-            // A stopped container whose monitor has not written the exit yet: give it a moment.
             if s.phase == Phase::Stopped {
                 return Ok(s);
             }
             if deadline.is_some_and(|d| Instant::now() > d) {
                 return Err(Error::Timeout(format!("container {id} still running")));
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 

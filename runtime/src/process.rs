@@ -113,7 +113,11 @@ fn cstr(s: &str) -> Result<CString> {
 ///
 /// Seccomp goes last when no_new_privileges is set (so the filter need not allow the setup syscalls); without it,
 /// loading a filter needs CAP_SYS_ADMIN, so it is loaded before capabilities are dropped, as runc does.
-pub fn finalize_and_exec(p: &Process, seccomp_spec: Option<&LinuxSeccomp>) -> Result<Infallible> {
+pub fn finalize_and_exec(
+    p: &Process,
+    seccomp_spec: Option<&LinuxSeccomp>,
+    preserve_fds: u32,
+) -> Result<Infallible> {
     let args = p.args().clone().unwrap_or_default();
     let Some(prog) = args.first() else {
         return Err(SetupError::Invalid("process.args is empty".into()));
@@ -178,7 +182,78 @@ pub fn finalize_and_exec(p: &Process, seccomp_spec: Option<&LinuxSeccomp>) -> Re
             seccomp::load(s).map_err(|e| SetupError::Invalid(e.to_string()))?;
         }
     }
+    reset_signals();
+    cloexec_from(preserve_fds);
     execve(&path_c, &argv, &envp).map_err(sys(format!("exec {}", path.display())))
+}
+
+/// Give the new program default signal dispositions and an empty signal mask.
+///
+/// Rust's runtime ignores SIGPIPE and an ignored disposition survives execve: without this, `yes | head` inside
+/// the container would behave differently than under runc.
+pub fn reset_signals() {
+    // Raw rt_sigaction: glibc refuses its two internal real-time signals, which must be reset too.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let act = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: resetting a disposition to SIG_DFL with the kernel's own sigaction layout.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &act as *const KernelSigaction,
+                std::ptr::null_mut::<u8>(),
+                8usize,
+            )
+        };
+    }
+    let empty = nix::sys::signal::SigSet::empty();
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&empty),
+        None,
+    );
+}
+
+/// Mark every fd from `3 + preserve` up close-on-exec, so nothing the runtime or its caller held open leaks into
+/// the container (runc's CVE-2024-21626 was such a leak). `preserve` keeps the caller's `--preserve-fds`.
+pub fn cloexec_from(preserve: u32) {
+    let first = 3u32.saturating_add(preserve);
+    // SAFETY: close_range only changes flags of our own fds.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if r != 0 {
+        // Kernels before 5.11: walk /proc/self/fd instead.
+        if let Ok(rd) = std::fs::read_dir("/proc/self/fd") {
+            let fds: Vec<i32> = rd
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect();
+            for fd in fds.into_iter().filter(|fd| *fd >= first as i32) {
+                // SAFETY: setting FD_CLOEXEC on an fd number we hold.
+                unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+            }
+        }
+    }
 }
 
 /// Change into the process's cwd (inside the container's root).

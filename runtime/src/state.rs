@@ -25,6 +25,7 @@ pub enum Status {
     Creating,
     Created,
     Running,
+    Paused,
     Stopped,
 }
 
@@ -34,6 +35,7 @@ impl std::fmt::Display for Status {
             Status::Creating => "creating",
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         })
     }
@@ -131,7 +133,16 @@ impl ContainerState {
         }
         match dir(root, &self.id) {
             Ok(d) if d.join(EXEC_FIFO).exists() => Status::Created,
-            _ => Status::Running,
+            _ => {
+                let frozen = crate::cgroups::Layout::detect()
+                    .map(|l| crate::cgroups::Cgroup::from_dirs(&l, &self.cgroup_dirs).is_frozen())
+                    .unwrap_or(false);
+                if frozen {
+                    Status::Paused
+                } else {
+                    Status::Running
+                }
+            }
         }
     }
 

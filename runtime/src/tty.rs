@@ -50,10 +50,18 @@ pub fn become_console(slave: &Path) -> Result<(), SetupError> {
     Ok(())
 }
 
+/// Connect to the console socket at `path` (before joining a mount namespace where the path does not exist).
+pub fn connect(path: &Path) -> Result<UnixStream, SetupError> {
+    UnixStream::connect(path).map_err(io(format!("connect console socket {}", path.display())))
+}
+
 /// Send `fd` over the console socket at `path`.
 pub fn send_fd(path: &Path, fd: RawFd) -> Result<(), SetupError> {
-    let s = UnixStream::connect(path)
-        .map_err(io(format!("connect console socket {}", path.display())))?;
+    send_fd_on(&connect(path)?, fd)
+}
+
+/// Send `fd` over an already connected console socket.
+pub fn send_fd_on(s: &UnixStream, fd: RawFd) -> Result<(), SetupError> {
     let fds = [fd];
     let cmsg = [ControlMessage::ScmRights(&fds)];
     let iov = [IoSlice::new(b"/dev/ptmx")];

@@ -79,6 +79,25 @@ fn same_readonly_rootfs_and_masked_paths() {
 }
 
 #[test]
+fn same_signal_dispositions() {
+    // SIGPIPE (bit 12) must be at its default in both; `yes | head` ends the same way.
+    let script = "grep -E '^SigBlk' /proc/self/status; echo $(( 0x$(grep ^SigIgn /proc/self/status | cut -f2) & 0x1000 )); yes | head -1";
+    let (b, r) = both("diff-sig", &["/bin/sh", "-c", script], |_| {});
+    assert_eq!(b, r);
+    assert_eq!(b.1, "SigBlk:\t0000000000000000\n0\ny\n");
+}
+
+#[test]
+fn no_fd_leaks_into_the_container() {
+    let (b, r) = both("diff-fds", &["/bin/ls", "/proc/self/fd"], |_| {});
+    assert_eq!(b, r);
+    assert_eq!(
+        b.1.split_whitespace().collect::<Vec<_>>(),
+        ["0", "1", "2", "3"]
+    );
+}
+
+#[test]
 fn same_exit_code_and_stderr() {
     let (b, r) = both(
         "diff-exit",
@@ -102,6 +121,83 @@ fn same_seccomp_denial() {
         },
     );
     assert_eq!(b, r);
+}
+
+#[test]
+fn same_no_new_privs_with_seccomp() {
+    let script = "grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status; mkdir /tmp/d; echo rc=$?";
+    let (b, r) = both("diff-nnp", &["/bin/sh", "-c", script], |c| {
+        c["process"]["noNewPrivileges"] = json!(true);
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]
+        });
+    });
+    assert_eq!(b, r);
+    assert!(
+        b.1.contains("NoNewPrivs:\t1") && b.1.contains("Seccomp:\t2") && b.1.contains("rc=1"),
+        "{}",
+        b.1
+    );
+    assert!(b.2.contains("Permission denied"), "{}", b.2);
+}
+
+#[test]
+fn same_tty_behaviour() {
+    use berth_runtime::handler::Handler;
+    let mut outs = Vec::new();
+    for env in [Env::builtin(), Env::runc()] {
+        let mut b = Bundle::new(
+            "diff-tty",
+            &["/bin/sh", "-c", "test -t 0 && echo tty; stty size"],
+        );
+        b.config["process"]["terminal"] = json!(true);
+        b.config["process"]["consoleSize"] = json!({"height": 33, "width": 77});
+        env.create_with(&b, false, false, true).expect("create");
+        env.handler.start(&b.id).expect("start");
+        let st = env
+            .handler
+            .wait(&b.id, Some(std::time::Duration::from_secs(10)))
+            .expect("wait");
+        outs.push((st.exit_code, env.stdout(&b.id)));
+    }
+    assert_eq!(outs[0], outs[1]);
+    assert_eq!(outs[0].1, "tty\r\n33 77\r\n");
+}
+
+#[test]
+fn same_exec_results() {
+    use berth_runtime::handler::{ExecRequest, Handler};
+    let mut outs = Vec::new();
+    for env in [Env::builtin(), Env::runc()] {
+        let b = Bundle::new("diff-exec", &["/bin/sleep", "30"]);
+        env.create(&b).expect("create");
+        env.handler.start(&b.id).expect("start");
+        let mut p = oci_spec::runtime::Process::default();
+        let script =
+            "echo $(hostname) $(id -u); grep ^CapEff /proc/self/status; cat; echo err >&2; exit 4";
+        p.set_args(Some(vec!["/bin/sh".into(), "-c".into(), script.into()]));
+        p.set_no_new_privileges(Some(false));
+        p.user_mut().set_uid(1000);
+        let req = ExecRequest {
+            process: p,
+            stdin: Some(b"input\n".to_vec()),
+            timeout: Some(std::time::Duration::from_secs(10)),
+        };
+        let out = env.handler.exec_sync(&b.id, &req).expect("exec");
+        outs.push((
+            out.exit_code,
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ));
+    }
+    assert_eq!(outs[0], outs[1]);
+    assert_eq!(outs[0].0, 4);
+    assert!(
+        outs[0].1.starts_with("h-diff-exec 1000\n") && outs[0].1.ends_with("input\n"),
+        "{}",
+        outs[0].1
+    );
 }
 
 #[test]

@@ -332,9 +332,12 @@ fn monitor_survives_its_parent_and_records_the_exit() {
     }
     daemon.kill().expect("kill -9 daemon");
     daemon.wait().expect("reap daemon");
-    env.handler.start(&b.id).expect("start after daemon death");
-    let st = env
-        .handler
+    // A restarted daemon: a new handler on the same state root knows the container.
+    let restarted = berth_runtime::handler::OciHandler::new(env.handler.cfg.clone());
+    assert_eq!(restarted.list(), vec![b.id.clone()]);
+    assert_eq!(restarted.state(&b.id).expect("state").phase, Phase::Created);
+    restarted.start(&b.id).expect("start after daemon death");
+    let st = restarted
         .wait(&b.id, Some(Duration::from_secs(10)))
         .expect("wait");
     assert_eq!((st.phase, st.exit_code), (Phase::Stopped, 7));
@@ -397,6 +400,58 @@ fn cli_lifecycle_matches_runc_shape() {
         !rt(&["delete", &b.id]).status.success(),
         "delete of a running container must fail"
     );
+    let pids: Vec<i32> =
+        serde_json::from_slice(&rt(&["ps", "--format", "json", &b.id]).stdout).expect("ps json");
+    assert_eq!(pids, vec![state["pid"].as_i64().expect("pid") as i32]);
+    assert!(rt(&["pause", &b.id]).status.success());
+    let paused: serde_json::Value =
+        serde_json::from_slice(&rt(&["state", &b.id]).stdout).expect("state json");
+    assert_eq!(paused["status"], "paused");
+    assert!(rt(&["resume", &b.id]).status.success());
+    assert!(
+        rt(&["update", "--memory", "50331648", "--pids-limit", "9", &b.id])
+            .status
+            .success()
+    );
+    let cg = format!(
+        "/sys/fs/cgroup/memory/berth-test/{}/memory.limit_in_bytes",
+        b.id
+    );
+    assert_eq!(
+        std::fs::read_to_string(cg).expect("limit").trim(),
+        "50331648"
+    );
+    // exec --detach --pid-file: returns at once, the process runs in the container.
+    let epid = b.path().join("exec.pid").display().to_string();
+    // The detached process keeps the stdio it was given: give it none, or we would wait for it.
+    let detached = std::process::Command::new(common::RUNTIME)
+        .arg("--root")
+        .arg(root.path())
+        .args([
+            "exec",
+            "--detach",
+            "--pid-file",
+            &epid,
+            &b.id,
+            "/bin/sleep",
+            "5",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("exec --detach");
+    assert!(detached.success());
+    let exec_pid: i32 = std::fs::read_to_string(&epid)
+        .expect("exec pid")
+        .trim()
+        .parse()
+        .expect("pid");
+    let pids: Vec<i32> =
+        serde_json::from_slice(&rt(&["ps", "--format", "json", &b.id]).stdout).expect("ps json");
+    assert!(pids.contains(&exec_pid), "{pids:?} lacks {exec_pid}");
+    let out = rt(&["exec", &b.id, "/bin/sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3));
     assert!(rt(&["kill", &b.id, "KILL"]).status.success());
     let out = rt(&["delete", "--force", &b.id]);
     assert!(

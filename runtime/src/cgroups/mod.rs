@@ -280,6 +280,36 @@ impl Cgroup {
         }
     }
 
+    /// Freeze (`true`) or thaw every process: v1 `freezer.state`, v2 `cgroup.freeze`.
+    pub fn freeze(&self, frozen: bool) -> Result<()> {
+        if self.v2 {
+            let d = self
+                .dirs
+                .first()
+                .map(|(_, d)| d.clone())
+                .ok_or(CgroupError::NoHierarchy)?;
+            return set(&d, "cgroup.freeze", if frozen { "1" } else { "0" });
+        }
+        let d = self
+            .dir_of("freezer")
+            .ok_or_else(|| CgroupError::Unsupported("no freezer hierarchy".into()))?;
+        set(d, "freezer.state", if frozen { "FROZEN" } else { "THAWED" })
+    }
+
+    /// True when the cgroup is frozen.
+    pub fn is_frozen(&self) -> bool {
+        if self.v2 {
+            return self
+                .dirs
+                .first()
+                .and_then(|(_, d)| read_u64(&d.join("cgroup.freeze")))
+                == Some(1);
+        }
+        self.dir_of("freezer")
+            .and_then(|d| fs::read_to_string(d.join("freezer.state")).ok())
+            .is_some_and(|s| s.trim() == "FROZEN")
+    }
+
     /// Remove the directories, retrying while exiting tasks still hold them.
     pub fn destroy(&self) -> Result<()> {
         for (_, d) in &self.dirs {

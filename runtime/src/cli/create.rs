@@ -26,6 +26,14 @@ pub fn run(g: &Globals, argv: &[String]) -> Result<i32, String> {
         pid_file: a.value(&["--pid-file"]).map(PathBuf::from),
         console_socket: a.value(&["--console-socket"]).map(PathBuf::from),
         systemd_cgroup: g.systemd_cgroup,
+        preserve_fds: a
+            .value(&["--preserve-fds"])
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| format!("--preserve-fds: not a number: {v}"))
+            })
+            .transpose()?
+            .unwrap_or(0),
     };
     create(&opts).map_err(e)?;
     Ok(0)

@@ -2,7 +2,7 @@
 //!
 //! Global flags (before the command): `--root DIR` (default `/run/berth-runtime`), `--log FILE`,
 //! `--log-format text|json`, `--systemd-cgroup`, `--debug`. Commands: `create`, `start`, `state`, `kill`, `delete`,
-//! `exec`, `features`, `list`. Errors go to stderr and, with `--log`, to the log file (one JSON object per line with
+//! `exec`, `update`, `ps`, `pause`, `resume`, `features`, `list`. Errors go to stderr and, with `--log`, to the log file (one JSON object per line with
 //! `--log-format json`, as runc writes them and the shim reads them back).
 
 mod create;
@@ -11,8 +11,11 @@ mod exec;
 mod features;
 mod kill;
 mod list;
+mod pause;
+mod ps;
 mod start;
 mod state;
+mod update;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -138,7 +141,7 @@ pub fn main(argv: Vec<String>) -> i32 {
     }
     let Some(cmd) = argv.get(i).cloned() else {
         eprintln!(
-            "usage: berth-runtime [--root DIR] create|start|state|kill|delete|exec|features|list ..."
+            "usage: berth-runtime [--root DIR] create|start|state|kill|delete|exec|update|ps|pause|resume|features|list ..."
         );
         return 2;
     };
@@ -152,6 +155,10 @@ pub fn main(argv: Vec<String>) -> i32 {
         "exec" => exec::run(&g, rest),
         "features" => features::run(&g, rest),
         "list" => list::run(&g, rest),
+        "update" => update::run(&g, rest),
+        "ps" => ps::run(&g, rest),
+        "pause" => pause::run(&g, rest, true),
+        "resume" => pause::run(&g, rest, false),
         other => Err(format!("unknown command {other:?}")),
     };
     match res {

@@ -255,7 +255,7 @@ fn run(args: &MonitorArgs) -> Result<(), String> {
         ForkResult::Child => {
             // SAFETY: plain fd juggling and exec in the forked child.
             unsafe {
-                let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+                let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
                 let stdin_fd = stdin_pipe
                     .as_ref()
                     .map(|(r, _)| r.as_raw_fd())
@@ -268,8 +268,7 @@ fn run(args: &MonitorArgs) -> Result<(), String> {
                 libc::dup2(stdin_fd, 0);
                 libc::dup2(o, 1);
                 libc::dup2(e, 2);
-                let empty = SigSet::empty();
-                let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&empty), None);
+                crate::process::reset_signals();
                 let _ = nix::unistd::execv(&c_prog, &c_argv);
                 libc::_exit(127);
             }
@@ -466,6 +465,8 @@ impl Monitor<'_> {
             if ready(3) {
                 self.pump(Stream::Stderr, &mut buf);
             }
+            // Only the clients that were polled; ones accepted below are polled next round.
+            let client_ready: Vec<bool> = (0..fds.len() - 4).map(|i| ready(4 + i)).collect();
             if ready(1) {
                 while let Ok((s, _)) = self.listener.accept() {
                     s.set_nonblocking(false).ok();
@@ -478,7 +479,7 @@ impl Monitor<'_> {
                     });
                 }
             }
-            let client_ready: Vec<bool> = (0..self.clients.len()).map(|i| ready(4 + i)).collect();
+
             for i in (0..client_ready.len()).rev() {
                 if client_ready[i] {
                     self.client_input(i, &mut buf);

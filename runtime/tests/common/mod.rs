@@ -117,16 +117,33 @@ impl Env {
 
     /// Create a container from the bundle (not started).
     pub fn create(&self, b: &Bundle) -> berth_runtime::Result<berth_runtime::handler::Created> {
+        self.create_with(b, false, false, false)
+    }
+
+    /// Create with stdin / stdin_once / tty.
+    pub fn create_with(
+        &self,
+        b: &Bundle,
+        stdin: bool,
+        stdin_once: bool,
+        tty: bool,
+    ) -> berth_runtime::Result<berth_runtime::handler::Created> {
         b.write();
         self.ids.borrow_mut().push(b.id.clone());
         self.handler.create(&ContainerSpec {
             id: b.id.clone(),
             bundle: b.path().to_path_buf(),
             log_path: self.log_path(&b.id),
-            stdin: false,
-            stdin_once: false,
-            tty: false,
+            stdin,
+            stdin_once,
+            tty,
         })
+    }
+
+    /// The decoded stdout of the container's log.
+    pub fn stdout(&self, id: &str) -> String {
+        let log = std::fs::read(self.log_path(id)).unwrap_or_default();
+        String::from_utf8_lossy(&decode(&log, Stream::Stdout)).into_owned()
     }
 
     /// Create, start, wait; returns (state, stdout, stderr).
