@@ -882,9 +882,15 @@ impl ImageStore {
             ..Default::default()
         };
         for info in self.snapshots.list()? {
-            let usage = self.snapshots.usage(&info.key)?;
+            // A snapshot can vanish between listing and measuring (a pull commits or a GC removes it).
+            let usage = match self.snapshots.usage(&info.key) {
+                Err(Error::NotFound(_)) => continue,
+                other => other?,
+            };
+            // `tmp-*` are layers being unpacked: image data, not a container's.
             match info.kind {
                 Kind::Committed => u.images += usage,
+                _ if info.key.starts_with("tmp-") => u.images += usage,
                 _ => u.containers += usage,
             }
         }

@@ -420,8 +420,18 @@ pub fn dir_usage(root: &Path) -> Result<Usage> {
         u.bytes += md.blocks() * 512;
         u.inodes += 1;
         if md.is_dir() {
-            for e in fs::read_dir(&p).ctx(|| format!("listing {}", p.display()))? {
-                stack.push(e.ctx(|| format!("listing {}", p.display()))?.path());
+            // Trees may shrink while we walk them (GC, a container deleting files): gone is not an error.
+            let entries = match fs::read_dir(&p) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(format!("listing {}", p.display()), e)),
+            };
+            for e in entries {
+                match e {
+                    Ok(e) => stack.push(e.path()),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io(format!("listing {}", p.display()), e)),
+                }
             }
         }
     }
