@@ -867,6 +867,11 @@ impl ImageStore {
         self.snapshots.mounts(&Self::container_key(container_id)?)
     }
 
+    /// Disk use of a container's writable layer: its upper dir for overlayfs, its whole tree for native.
+    pub fn container_rootfs_usage(&self, container_id: &str) -> Result<Usage> {
+        self.snapshots.usage(&Self::container_key(container_id)?)
+    }
+
     /// Deletes a container's writable layer (unmount it first). Unknown ids succeed.
     pub fn remove_container_rootfs(&self, container_id: &str) -> Result<()> {
         match self.snapshots.remove(&Self::container_key(container_id)?) {

@@ -8,6 +8,7 @@ mod events;
 mod image;
 mod pods;
 mod runtime;
+mod stats;
 
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -35,6 +36,8 @@ pub struct Berth {
     pub cni: berth_cni::client::CniClient,
     /// Where `berth-pinns`, `berth-monitor` and `berth-runtime` live: beside the `berth` binary.
     pub bin_dir: PathBuf,
+    /// The previous CPU sample of each container and pod, for `usage_nano_cores`.
+    cpu_samples: stats::CpuSamples,
     pod_cidr: Mutex<String>,
     me: Weak<Berth>,
 }
@@ -71,6 +74,7 @@ impl Berth {
             events: events::Events::default(),
             cni,
             bin_dir,
+            cpu_samples: stats::CpuSamples::default(),
             pod_cidr: Mutex::new(pod_cidr),
             me: me.clone(),
         }))

@@ -20,7 +20,6 @@ const KUBELET_API_VERSION: &str = "0.1.0";
 const PODS: &str = "pod sandboxes (namespaces, cgroups, networking)";
 const CONTAINERS: &str = "containers (OCI runtime, monitor, logs)";
 const STREAMING: &str = "the exec/attach/port-forward streaming server";
-const STATS: &str = "container and pod statistics";
 
 pub struct RuntimeServer {
     berth: Arc<Berth>,
@@ -160,23 +159,40 @@ impl RuntimeService for RuntimeServer {
 
     async fn stream_container_stats(
         &self,
-        _: Request<StreamContainerStatsRequest>,
+        req: Request<StreamContainerStatsRequest>,
     ) -> Result<Response<Self::StreamContainerStatsStream>, Status> {
-        Err(unimplemented("StreamContainerStats", STATS))
+        let items = self
+            .berth
+            .list_container_stats(req.into_inner().filter)
+            .await?;
+        Ok(Response::new(pages(items, |container_stats| {
+            StreamContainerStatsResponse { container_stats }
+        })))
     }
 
     async fn stream_pod_sandbox_stats(
         &self,
-        _: Request<StreamPodSandboxStatsRequest>,
+        req: Request<StreamPodSandboxStatsRequest>,
     ) -> Result<Response<Self::StreamPodSandboxStatsStream>, Status> {
-        Err(unimplemented("StreamPodSandboxStats", STATS))
+        let items = self
+            .berth
+            .list_pod_sandbox_stats(req.into_inner().filter)
+            .await?;
+        Ok(Response::new(pages(items, |pod_sandbox_stats| {
+            StreamPodSandboxStatsResponse { pod_sandbox_stats }
+        })))
     }
 
     async fn stream_pod_sandbox_metrics(
         &self,
         _: Request<StreamPodSandboxMetricsRequest>,
     ) -> Result<Response<Self::StreamPodSandboxMetricsStream>, Status> {
-        Err(unimplemented("StreamPodSandboxMetrics", STATS))
+        let items = self.berth.list_pod_sandbox_metrics().await?;
+        Ok(Response::new(pages(items, |pod_sandbox_metrics| {
+            StreamPodSandboxMetricsResponse {
+                pod_sandbox_metrics,
+            }
+        })))
     }
 
     async fn get_container_events(
@@ -357,44 +373,55 @@ impl RuntimeService for RuntimeServer {
 
     async fn container_stats(
         &self,
-        _: Request<ContainerStatsRequest>,
+        req: Request<ContainerStatsRequest>,
     ) -> Result<Response<ContainerStatsResponse>, Status> {
-        Err(unimplemented("ContainerStats", STATS))
+        let id = req.into_inner().container_id;
+        Ok(Response::new(self.berth.container_stats(&id).await?))
     }
 
     async fn list_container_stats(
         &self,
-        _: Request<ListContainerStatsRequest>,
+        req: Request<ListContainerStatsRequest>,
     ) -> Result<Response<ListContainerStatsResponse>, Status> {
-        Err(unimplemented("ListContainerStats", STATS))
+        let stats = self
+            .berth
+            .list_container_stats(req.into_inner().filter)
+            .await?;
+        Ok(Response::new(ListContainerStatsResponse { stats }))
     }
 
     async fn pod_sandbox_stats(
         &self,
-        _: Request<PodSandboxStatsRequest>,
+        req: Request<PodSandboxStatsRequest>,
     ) -> Result<Response<PodSandboxStatsResponse>, Status> {
-        Err(unimplemented("PodSandboxStats", STATS))
+        let id = req.into_inner().pod_sandbox_id;
+        Ok(Response::new(self.berth.pod_sandbox_stats(&id).await?))
     }
 
     async fn list_pod_sandbox_stats(
         &self,
-        _: Request<ListPodSandboxStatsRequest>,
+        req: Request<ListPodSandboxStatsRequest>,
     ) -> Result<Response<ListPodSandboxStatsResponse>, Status> {
-        Err(unimplemented("ListPodSandboxStats", STATS))
+        let stats = self
+            .berth
+            .list_pod_sandbox_stats(req.into_inner().filter)
+            .await?;
+        Ok(Response::new(ListPodSandboxStatsResponse { stats }))
     }
 
     async fn list_metric_descriptors(
         &self,
         _: Request<ListMetricDescriptorsRequest>,
     ) -> Result<Response<ListMetricDescriptorsResponse>, Status> {
-        Err(unimplemented("ListMetricDescriptors", STATS))
+        Ok(Response::new(self.berth.list_metric_descriptors()))
     }
 
     async fn list_pod_sandbox_metrics(
         &self,
         _: Request<ListPodSandboxMetricsRequest>,
     ) -> Result<Response<ListPodSandboxMetricsResponse>, Status> {
-        Err(unimplemented("ListPodSandboxMetrics", STATS))
+        let pod_metrics = self.berth.list_pod_sandbox_metrics().await?;
+        Ok(Response::new(ListPodSandboxMetricsResponse { pod_metrics }))
     }
 }
 

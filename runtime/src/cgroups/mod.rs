@@ -391,8 +391,9 @@ pub(crate) fn set(dir: &Path, file: &str, value: &str) -> Result<()> {
     })
 }
 
-/// Container usage, as the CRI's ContainerStats wants it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Container usage, as the CRI's ContainerStats and cAdvisor-style metrics want it. Counters a hierarchy does not
+/// offer stay 0; figures that only exist with a limit or a kernel feature are `None` without one.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Stats {
     pub cpu_usage_ns: u64,
     pub memory_usage_bytes: u64,
@@ -401,6 +402,100 @@ pub struct Stats {
     pub memory_rss_bytes: u64,
     pub page_faults: u64,
     pub major_page_faults: u64,
+    /// CPU time in user and kernel mode (v1 reports them in clock ticks; converted to ns).
+    pub cpu_user_ns: u64,
+    pub cpu_system_ns: u64,
+    /// CFS bandwidth control: elapsed periods, throttled periods, time throttled.
+    pub cpu_periods: u64,
+    pub cpu_throttled_periods: u64,
+    pub cpu_throttled_ns: u64,
+    /// Page cache, file-mapped, active and inactive file pages.
+    pub memory_cache_bytes: u64,
+    pub memory_mapped_file_bytes: u64,
+    pub memory_active_file_bytes: u64,
+    pub memory_inactive_file_bytes: u64,
+    /// Peak usage (v1 `max_usage_in_bytes`, v2 `memory.peak` when the kernel has it).
+    pub memory_max_usage_bytes: u64,
+    /// Times usage hit the limit (v1 only).
+    pub memory_failcnt: u64,
+    /// The memory limit, when one is set.
+    pub memory_limit_bytes: Option<u64>,
+    /// Swap in use and its limit, when the kernel accounts swap for the cgroup.
+    pub swap_usage_bytes: Option<u64>,
+    pub swap_limit_bytes: Option<u64>,
+    /// OOM kills recorded by the memory controller.
+    pub oom_kills: u64,
+    /// Processes in the cgroup and all cgroups below it.
+    pub processes: u64,
+    /// `pids.max`, when a limit is set.
+    pub pids_limit: Option<u64>,
+    /// Pressure stall information, when the kernel exposes it for the cgroup (v2 with PSI).
+    pub cpu_psi: Option<Psi>,
+    pub memory_psi: Option<Psi>,
+    pub io_psi: Option<Psi>,
+}
+
+/// One `*.pressure` file: the `some` and `full` lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Psi {
+    pub some: PsiLine,
+    pub full: PsiLine,
+}
+
+/// Averages in percent over 10, 60 and 300 seconds; `total_us` stalled microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PsiLine {
+    pub avg10: f64,
+    pub avg60: f64,
+    pub avg300: f64,
+    pub total_us: u64,
+}
+
+/// Parses a `cpu.pressure` / `memory.pressure` / `io.pressure` file; `None` when absent or unreadable.
+pub(crate) fn read_psi(path: &Path) -> Option<Psi> {
+    parse_psi(&fs::read_to_string(path).ok()?)
+}
+
+fn parse_psi(text: &str) -> Option<Psi> {
+    let mut psi = Psi::default();
+    let mut seen = false;
+    for line in text.lines() {
+        let mut it = line.split_whitespace();
+        let target = match it.next() {
+            Some("some") => &mut psi.some,
+            Some("full") => &mut psi.full,
+            _ => continue,
+        };
+        seen = true;
+        for kv in it {
+            let Some((k, v)) = kv.split_once('=') else {
+                continue;
+            };
+            match k {
+                "avg10" => target.avg10 = v.parse().unwrap_or(0.0),
+                "avg60" => target.avg60 = v.parse().unwrap_or(0.0),
+                "avg300" => target.avg300 = v.parse().unwrap_or(0.0),
+                "total" => target.total_us = v.parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+    seen.then_some(psi)
+}
+
+/// Processes listed in `cgroup.procs` of `dir` and of every cgroup below it.
+pub(crate) fn count_procs(dir: &Path) -> u64 {
+    let own = fs::read_to_string(dir.join("cgroup.procs"))
+        .map(|s| s.lines().filter(|l| !l.trim().is_empty()).count() as u64)
+        .unwrap_or(0);
+    let children: u64 = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| count_procs(&e.path()))
+        .sum();
+    own + children
 }
 
 #[cfg(test)]
@@ -440,6 +535,19 @@ mod tests {
             resolve_path(Some(Path::new("kube.slice:cri:abc")), "c1", true),
             PathBuf::from("/kube.slice/cri-abc.scope")
         );
+    }
+
+    #[test]
+    fn psi_parses_some_and_full() {
+        let p = parse_psi(
+            "some avg10=1.50 avg60=0.25 avg300=0.00 total=12345\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=7\n",
+        )
+        .expect("psi");
+        assert_eq!(p.some.avg10, 1.5);
+        assert_eq!(p.some.avg60, 0.25);
+        assert_eq!(p.some.total_us, 12345);
+        assert_eq!(p.full.total_us, 7);
+        assert!(parse_psi("").is_none());
     }
 
     #[test]

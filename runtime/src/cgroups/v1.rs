@@ -205,15 +205,68 @@ pub(super) fn stats(cg: &Cgroup) -> Stats {
     let mut s = Stats::default();
     if let Some(d) = cg.dir_of("cpuacct") {
         s.cpu_usage_ns = read_u64(&d.join("cpuacct.usage")).unwrap_or(0);
+        let stat = fs::read_to_string(d.join("cpuacct.stat")).unwrap_or_default();
+        let tick_ns = clock_tick_ns();
+        s.cpu_user_ns = key_value(&stat, "user").unwrap_or(0) * tick_ns;
+        s.cpu_system_ns = key_value(&stat, "system").unwrap_or(0) * tick_ns;
+    }
+    if let Some(d) = cg.dir_of("cpu") {
+        let stat = fs::read_to_string(d.join("cpu.stat")).unwrap_or_default();
+        s.cpu_periods = key_value(&stat, "nr_periods").unwrap_or(0);
+        s.cpu_throttled_periods = key_value(&stat, "nr_throttled").unwrap_or(0);
+        s.cpu_throttled_ns = key_value(&stat, "throttled_time").unwrap_or(0);
     }
     if let Some(d) = cg.dir_of("memory") {
         s.memory_usage_bytes = read_u64(&d.join("memory.usage_in_bytes")).unwrap_or(0);
         let stat = fs::read_to_string(d.join("memory.stat")).unwrap_or_default();
-        let inactive = key_value(&stat, "total_inactive_file").unwrap_or(0);
-        s.memory_working_set_bytes = s.memory_usage_bytes.saturating_sub(inactive);
-        s.memory_rss_bytes = key_value(&stat, "total_rss").unwrap_or(0);
-        s.page_faults = key_value(&stat, "total_pgfault").unwrap_or(0);
-        s.major_page_faults = key_value(&stat, "total_pgmajfault").unwrap_or(0);
+        let stat_of = |k: &str| key_value(&stat, k).unwrap_or(0);
+        s.memory_inactive_file_bytes = stat_of("total_inactive_file");
+        s.memory_active_file_bytes = stat_of("total_active_file");
+        s.memory_working_set_bytes = s
+            .memory_usage_bytes
+            .saturating_sub(s.memory_inactive_file_bytes);
+        s.memory_rss_bytes = stat_of("total_rss");
+        s.memory_cache_bytes = stat_of("total_cache");
+        s.memory_mapped_file_bytes = stat_of("total_mapped_file");
+        s.page_faults = stat_of("total_pgfault");
+        s.major_page_faults = stat_of("total_pgmajfault");
+        s.memory_max_usage_bytes = read_u64(&d.join("memory.max_usage_in_bytes")).unwrap_or(0);
+        s.memory_failcnt = read_u64(&d.join("memory.failcnt")).unwrap_or(0);
+        let limit = read_u64(&d.join("memory.limit_in_bytes")).filter(|l| !unlimited(*l));
+        s.memory_limit_bytes = limit;
+        if let Some(memsw) = read_u64(&d.join("memory.memsw.usage_in_bytes")) {
+            s.swap_usage_bytes = Some(memsw.saturating_sub(s.memory_usage_bytes));
+            s.swap_limit_bytes = read_u64(&d.join("memory.memsw.limit_in_bytes"))
+                .filter(|l| !unlimited(*l))
+                .map(|l| l.saturating_sub(limit.unwrap_or(0)));
+        }
+        s.oom_kills = super::oom_kill_count(Some(&d.join("memory.oom_control")));
+    }
+    if let Some(d) = cg.dir_of("pids") {
+        s.pids_limit = read_u64(&d.join("pids.max"));
+    }
+    if let Some(d) = cg
+        .dir_of("pids")
+        .or_else(|| cg.dir_of("memory"))
+        .or_else(|| cg.dirs.first().map(|(_, d)| d.as_path()))
+    {
+        s.processes = super::count_procs(d);
     }
     s
+}
+
+/// v1 reports "no limit" as the largest page-aligned counter (9223372036854771712), or near it.
+fn unlimited(v: u64) -> bool {
+    v >= 1 << 62
+}
+
+/// Nanoseconds per USER_HZ tick, the unit of `cpuacct.stat`.
+fn clock_tick_ns() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 {
+        1_000_000_000 / hz as u64
+    } else {
+        10_000_000
+    }
 }

@@ -123,15 +123,37 @@ pub(super) fn stats(cg: &Cgroup) -> Stats {
         return s;
     };
     let cpu = fs::read_to_string(d.join("cpu.stat")).unwrap_or_default();
-    s.cpu_usage_ns = key_value(&cpu, "usage_usec").unwrap_or(0) * 1000;
+    let cpu_of = |k: &str| key_value(&cpu, k).unwrap_or(0);
+    s.cpu_usage_ns = cpu_of("usage_usec") * 1000;
+    s.cpu_user_ns = cpu_of("user_usec") * 1000;
+    s.cpu_system_ns = cpu_of("system_usec") * 1000;
+    s.cpu_periods = cpu_of("nr_periods");
+    s.cpu_throttled_periods = cpu_of("nr_throttled");
+    s.cpu_throttled_ns = cpu_of("throttled_usec") * 1000;
     s.memory_usage_bytes = read_u64(&d.join("memory.current")).unwrap_or(0);
     let stat = fs::read_to_string(d.join("memory.stat")).unwrap_or_default();
+    let stat_of = |k: &str| key_value(&stat, k).unwrap_or(0);
+    s.memory_inactive_file_bytes = stat_of("inactive_file");
+    s.memory_active_file_bytes = stat_of("active_file");
     s.memory_working_set_bytes = s
         .memory_usage_bytes
-        .saturating_sub(key_value(&stat, "inactive_file").unwrap_or(0));
-    s.memory_rss_bytes = key_value(&stat, "anon").unwrap_or(0);
-    s.page_faults = key_value(&stat, "pgfault").unwrap_or(0);
-    s.major_page_faults = key_value(&stat, "pgmajfault").unwrap_or(0);
+        .saturating_sub(s.memory_inactive_file_bytes);
+    s.memory_rss_bytes = stat_of("anon");
+    s.memory_cache_bytes = stat_of("file");
+    s.memory_mapped_file_bytes = stat_of("file_mapped");
+    s.page_faults = stat_of("pgfault");
+    s.major_page_faults = stat_of("pgmajfault");
+    s.memory_max_usage_bytes = read_u64(&d.join("memory.peak")).unwrap_or(0);
+    // "max" does not parse: no limit.
+    s.memory_limit_bytes = read_u64(&d.join("memory.max"));
+    s.swap_usage_bytes = read_u64(&d.join("memory.swap.current"));
+    s.swap_limit_bytes = read_u64(&d.join("memory.swap.max"));
+    s.oom_kills = super::oom_kill_count(Some(&d.join("memory.events")));
+    s.pids_limit = read_u64(&d.join("pids.max"));
+    s.processes = super::count_procs(d);
+    s.cpu_psi = super::read_psi(&d.join("cpu.pressure"));
+    s.memory_psi = super::read_psi(&d.join("memory.pressure"));
+    s.io_psi = super::read_psi(&d.join("io.pressure"));
     s
 }
 
