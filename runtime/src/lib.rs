@@ -75,7 +75,8 @@
 //! pty master), [`handler::Handler::monitor`] (attach: [`monitor::client::MonitorClient::attach`],
 //! `write_stdin`, `close_stdin`, `resize`, `reopen_log` for ReopenContainerLog),
 //! [`handler::Handler::update_resources`] (UpdateContainerResources), [`handler::Handler::stats`]
-//! (ContainerStats: cpu ns, memory working set, rss, page faults), [`handler::Handler::list`] (recovery after a
+//! (ContainerStats and cAdvisor-style metrics: cpu, memory, swap, limits, processes, PSI when the kernel has it;
+//! see [`cgroups::Stats`]), [`handler::Handler::list`] (recovery after a
 //! restart: everything is read back from `<state_root>/containers/<id>/`).
 //!
 //! # State on disk

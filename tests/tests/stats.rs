@@ -83,14 +83,8 @@ async fn run_pod(env: &mut Env, name: &str) -> (String, PodSandboxConfig) {
     (id, config)
 }
 
-/// Creates and starts container `name` running `args` in `pod`.
-async fn run_container(
-    env: &mut Env,
-    pod: &(String, PodSandboxConfig),
-    name: &str,
-    args: &[&str],
-) -> String {
-    let config = ContainerConfig {
+fn container_config(env: &Env, name: &str, args: &[&str]) -> ContainerConfig {
+    ContainerConfig {
         metadata: Some(ContainerMetadata {
             name: name.into(),
             attempt: 0,
@@ -104,7 +98,22 @@ async fn run_container(
         labels: HashMap::from([("container".into(), name.into())]),
         annotations: HashMap::from([("note".into(), format!("{name}-note"))]),
         ..Default::default()
-    };
+    }
+}
+
+/// Creates and starts container `name` running `args` in `pod`.
+async fn run_container(
+    env: &mut Env,
+    pod: &(String, PodSandboxConfig),
+    name: &str,
+    args: &[&str],
+) -> String {
+    let config = container_config(env, name, args);
+    run(env, pod, config).await
+}
+
+/// Creates and starts a container from `config` in `pod`.
+async fn run(env: &mut Env, pod: &(String, PodSandboxConfig), config: ContainerConfig) -> String {
     let id = env
         .c
         .runtime
@@ -218,7 +227,15 @@ async fn a_busy_container_uses_cpu_and_memory_and_its_writes_grow_the_writable_l
     let mut env = env().await;
     let pod = run_pod(&mut env, "busy").await;
     let spin = run_container(&mut env, &pod, "spin", &["sh", "-c", "while :; do :; done"]).await;
-    let idle = run_container(&mut env, &pod, "idle", &["sleep", "3600"]).await;
+    let mut limited = container_config(&env, "idle", &["sleep", "3600"]);
+    limited.linux = Some(LinuxContainerConfig {
+        resources: Some(LinuxContainerResources {
+            memory_limit_in_bytes: 64 << 20,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let idle = run(&mut env, &pod, limited).await;
 
     // Two samples a second apart: the first gives cumulative usage, the second also a rate.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -262,8 +279,15 @@ async fn a_busy_container_uses_cpu_and_memory_and_its_writes_grow_the_writable_l
     );
 
     // The idle container is barely on the CPU.
+    // The idle container has a limit: what is left below it is available.
     let quiet = container_stats(&mut env, &idle).await;
-    assert!(quiet.cpu.is_some() && quiet.memory.is_some());
+    assert!(quiet.cpu.is_some());
+    let mem = quiet.memory.unwrap();
+    let available = value(&mem.available_bytes);
+    assert!(
+        available > 0 && available + value(&mem.working_set_bytes) == 64 << 20,
+        "{mem:?}"
+    );
 
     // Writing 4 MiB into the rootfs grows the writable layer by as much, and by a file.
     let before = container_stats(&mut env, &idle)
@@ -419,7 +443,16 @@ async fn pod_stats_count_network_traffic_processes_and_metrics_use_cadvisor_name
         .ip;
     assert!(!ip.is_empty());
 
-    let before = pod_stats(&mut env, &pod.0).await;
+    // Wait for sh to have started its two sleeps.
+    let mut before = pod_stats(&mut env, &pod.0).await;
+    for _ in 0..100 {
+        let procs = before.linux.as_ref().and_then(|l| l.process.clone());
+        if procs.is_some_and(|p| value(&p.process_count) >= 3) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        before = pod_stats(&mut env, &pod.0).await;
+    }
     let attrs = before.attributes.clone().unwrap();
     assert_eq!(attrs.id, pod.0);
     assert_eq!(attrs.metadata.unwrap().name, "talker");

@@ -245,7 +245,7 @@ struct ContainerSample {
 struct PodSample {
     stats: PodSandboxStats,
     cgroup: Option<Stats>,
-    interfaces: Vec<NetDev>,
+    interfaces: Option<Vec<NetDev>>,
     containers: Vec<(ContainerRecord, ContainerSample)>,
 }
 
@@ -351,7 +351,7 @@ impl Berth {
                 if let Some(s) = &sample.cgroup {
                     metrics.extend(cgroup_metrics(s, at, &[&pod.id, &pod_name]));
                 }
-                for d in &sample.interfaces {
+                for d in sample.interfaces.iter().flatten() {
                     metrics.extend(network_metrics(d, at, &[&pod.id, &pod_name]));
                 }
                 let container_metrics = sample
@@ -480,14 +480,16 @@ impl Berth {
             .collect();
         let ready = pod.state == PodState::Ready;
         let cgroup = ready.then(|| self.pod_cgroup_stats(pod, &containers));
+        // Host-network pods share the host's counters, which are not theirs to report.
         let interfaces = if ready && !pod.host_network {
             let ns = PodPaths::new(&self.config.state, &pod.id).ns("net");
-            netns_interfaces(&ns).unwrap_or_else(|e| {
-                tracing::debug!(pod = %pod.id, error = %e, "reading pod network counters");
-                Vec::new()
-            })
+            netns_interfaces(&ns)
+                .map_err(|e| {
+                    tracing::debug!(pod = %pod.id, error = %e, "reading pod network counters");
+                })
+                .ok()
         } else {
-            Vec::new()
+            None
         };
         let at = now_nanos();
         let linux = LinuxPodSandboxStats {
@@ -500,7 +502,7 @@ impl Berth {
                 )
             }),
             memory: cgroup.as_ref().map(|s| memory_usage(s, at)),
-            network: (ready && !pod.host_network).then(|| network_usage(&interfaces, at)),
+            network: interfaces.as_deref().map(|i| network_usage(i, at)),
             process: cgroup.as_ref().map(|s| ProcessUsage {
                 timestamp: at,
                 process_count: u64v(s.processes),
