@@ -446,7 +446,7 @@ async fn pod_stats_count_network_traffic_processes_and_metrics_use_cadvisor_name
     // Wait for sh to have started its two sleeps.
     let mut before = pod_stats(&mut env, &pod.0).await;
     for _ in 0..100 {
-        let procs = before.linux.as_ref().and_then(|l| l.process.clone());
+        let procs = before.linux.as_ref().and_then(|l| l.process);
         if procs.is_some_and(|p| value(&p.process_count) >= 3) {
             break;
         }
