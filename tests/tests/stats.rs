@@ -261,9 +261,9 @@ async fn a_busy_container_uses_cpu_and_memory_and_its_writes_grow_the_writable_l
         value(&mem.usage_bytes) >= value(&mem.working_set_bytes),
         "{mem:?}"
     );
-    assert!(
-        mem.rss_bytes.is_some() && mem.page_faults.is_some() && mem.major_page_faults.is_some()
-    );
+    assert!(mem.rss_bytes.is_some() && mem.major_page_faults.is_some());
+    // The shell faulted its pages in after joining the cgroup.
+    assert!(value(&mem.page_faults) > 0, "{mem:?}");
     // No memory limit was set: nothing is "available" below one.
     assert_eq!(mem.available_bytes, None);
     let attrs = second.attributes.unwrap();
