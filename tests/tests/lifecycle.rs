@@ -522,3 +522,84 @@ async fn a_killed_daemon_finds_its_pods_and_containers_again() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_shared_pid_namespace_has_the_pods_init_as_pid_1() {
+    let mut env = env().await;
+    let mut config = pod_config(&env, "sharedpid");
+    if let Some(ns) = config
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+        .and_then(|s| s.namespace_options.as_mut())
+    {
+        ns.pid = NamespaceMode::Pod as i32;
+    }
+    let id = env
+        .c
+        .runtime
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
+    let pod = (id.clone(), config);
+    let a = create_new(&mut env, &pod, ("a", &["sleep", "3601"]))
+        .await
+        .unwrap();
+    let b = create_new(&mut env, &pod, ("b", &["sleep", "3602"]))
+        .await
+        .unwrap();
+    start(&mut env, &a).await;
+    start(&mut env, &b).await;
+    let out = exec(&mut env, &a, &["cat", "/proc/1/comm"], 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "berth-pod-init"
+    );
+    // Each container sees the other's processes.
+    let ps = exec(&mut env, &a, &["ps"], 10).await.unwrap();
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    assert!(
+        ps.contains("sleep 3602"),
+        "container a should see b's process:\n{ps}"
+    );
+
+    let init = std::fs::read_to_string(
+        env.d
+            .dir
+            .path()
+            .join("s/pods")
+            .join(&id)
+            .join("ns/pid-init"),
+    )
+    .unwrap();
+    let init_pid = init.split_whitespace().next().unwrap().to_string();
+    env.c
+        .runtime
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    env.c
+        .runtime
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        let comm = std::fs::read_to_string(format!("/proc/{init_pid}/comm")).unwrap_or_default();
+        if comm.trim() != "berth-pod-init" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the pod init {init_pid} outlived its pod");
+}

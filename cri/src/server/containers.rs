@@ -188,7 +188,7 @@ impl Berth {
             net_ns: (!pod.host_network).then(|| paths.ns("net")),
             ipc_ns: (!pod.host_ipc).then(|| paths.ns("ipc")),
             uts_ns: (!pod.host_network).then(|| paths.ns("uts")),
-            pid_ns: None,
+            pid_ns: pod.shared_pid.then(|| paths.ns("pid")),
             hostname_file: paths.hostname(),
             resolv_conf: paths.resolv_conf(),
             hosts_file: paths.hosts(),

@@ -234,6 +234,8 @@ impl Berth {
                         network: ns(pod.host_network),
                         pid: if pod.host_pid {
                             NamespaceMode::Node
+                        } else if pod.shared_pid {
+                            NamespaceMode::Pod
                         } else {
                             NamespaceMode::Container
                         } as i32,
