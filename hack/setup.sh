@@ -29,4 +29,9 @@ if ! command -v cargo >/dev/null; then
   [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 fi
 cargo build --release --workspace --bins
+# Berth's CNI plugins beside the reference ones, where any CNI-speaking runtime looks for them.
+mkdir -p /opt/cni/bin
+for p in bridge host-local loopback portmap; do
+  install -m 0755 "target/release/berth-$p" "/opt/cni/bin/berth-$p"
+done
 echo "setup.sh: built $(ls target/release/berth*  | grep -v '\.d$' | tr '\n' ' ')"

@@ -41,6 +41,9 @@ pub struct PodRecord {
     pub host_network: bool,
     pub host_ipc: bool,
     pub host_pid: bool,
+    /// One PID namespace for the whole pod, with a minimal init as PID 1.
+    #[serde(default)]
+    pub shared_pid: bool,
     /// Pod IPs, primary first (empty until networking assigns some).
     #[serde(default)]
     pub ips: Vec<String>,
@@ -151,11 +154,7 @@ pub fn create(
     let host_network = ns.network == NamespaceMode::Node as i32;
     let host_ipc = ns.ipc == NamespaceMode::Node as i32;
     let host_pid = ns.pid == NamespaceMode::Node as i32;
-    if ns.pid == NamespaceMode::Pod as i32 {
-        return Err(PodError::Unimplemented(
-            "a pod-shared PID namespace (namespace_options.pid = POD) is not implemented yet in berth".into(),
-        ));
-    }
+    let shared_pid = ns.pid == NamespaceMode::Pod as i32;
     if ns.pid == NamespaceMode::Target as i32 {
         return Err(PodError::Unimplemented(
             "namespace_options.pid = TARGET is not implemented yet in berth".into(),
@@ -223,6 +222,7 @@ pub fn create(
         host_network,
         host_ipc,
         host_pid,
+        shared_pid,
         ips: Vec::new(),
         config: config.encode_to_vec(),
     };
@@ -274,11 +274,21 @@ fn setup(env: &PodEnv, record: &PodRecord, config: &PodSandboxConfig) -> Result<
     std::fs::create_dir_all(&paths.dir).map_err(|e| failed("creating the pod state dir", e))?;
 
     // Namespaces first: the files below describe the pod that lives in them.
-    let (net, ipc, uts) = (!record.host_network, !record.host_ipc, !record.host_network);
-    if net || ipc || uts {
+    let (net, ipc, uts, pid) = (
+        !record.host_network,
+        !record.host_ipc,
+        !record.host_network,
+        record.shared_pid,
+    );
+    if net || ipc || uts || pid {
         let mut cmd = Command::new(env.bin_dir.join("berth-pinns"));
         cmd.arg("--dir").arg(paths.ns_dir());
-        for (want, flag) in [(net, "--net"), (ipc, "--ipc"), (uts, "--uts")] {
+        for (want, flag) in [
+            (net, "--net"),
+            (ipc, "--ipc"),
+            (uts, "--uts"),
+            (pid, "--pid"),
+        ] {
             if want {
                 cmd.arg(flag);
             }

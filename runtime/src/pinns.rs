@@ -5,6 +5,10 @@
 //! move only one thread): it unshares, configures the new namespaces from inside (hostname, loopback up, sysctls,
 //! which apply to the namespaces of the writing task) and bind-mounts them, then exits. Containers join the pinned
 //! files by path. [`unpin`] is safe anywhere: it only unmounts and removes files.
+//!
+//! A PID namespace cannot be kept by a file alone: once its init exits no process can enter it. A pod that
+//! shares one PID namespace (`--pid`) therefore gets a tiny init, forked here as PID 1 of the new namespace,
+//! that only reaps orphans until it is killed; its pid and start time are written to `<dir>/pid-init`.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -22,6 +26,8 @@ pub struct PinRequest {
     pub net: bool,
     pub ipc: bool,
     pub uts: bool,
+    /// A shared PID namespace with its own minimal init.
+    pub pid: bool,
     /// Set in the new UTS namespace.
     pub hostname: Option<String>,
     /// `net.*`, `kernel.shm*`, `kernel.msg*`, `kernel.sem`, `fs.mqueue.*`: written inside the new namespaces.
@@ -54,7 +60,10 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> PinError {
 }
 
 /// The namespace kinds, in the order they are pinned and unpinned.
-const KINDS: [&str; 3] = ["net", "ipc", "uts"];
+const KINDS: [&str; 4] = ["net", "ipc", "uts", "pid"];
+
+/// `<dir>/pid-init`: "PID START_TIME" of a shared PID namespace's init.
+const PID_INIT: &str = "pid-init";
 
 /// Creates and pins the requested namespaces. Must run in a single-threaded process that may be discarded:
 /// the calling process itself moves into the new namespaces.
@@ -80,8 +89,13 @@ pub fn pin(req: &PinRequest) -> Result<(), PinError> {
         write_sysctl(key, value)?;
     }
     fs::create_dir_all(&req.dir).map_err(io_err(format!("creating {}", req.dir.display())))?;
+    let init = if req.pid {
+        Some(start_pid_init(&req.dir)?)
+    } else {
+        None
+    };
     let mut pinned = Vec::new();
-    for (kind, want) in KINDS.iter().zip([req.net, req.ipc, req.uts]) {
+    for (kind, want) in KINDS.iter().zip([req.net, req.ipc, req.uts, req.pid]) {
         if !want {
             continue;
         }
@@ -89,7 +103,11 @@ pub fn pin(req: &PinRequest) -> Result<(), PinError> {
         let result = fs::File::create(&target)
             .map_err(io_err(format!("creating {}", target.display())))
             .and_then(|_| {
-                let src = format!("/proc/self/ns/{kind}");
+                // Our own namespaces, except PID: unshare(CLONE_NEWPID) moved only our children, the init.
+                let src = match (kind, init) {
+                    (&"pid", Some(pid)) => format!("/proc/{pid}/ns/pid"),
+                    _ => format!("/proc/self/ns/{kind}"),
+                };
                 mount(
                     Some(src.as_str()),
                     &target,
@@ -106,6 +124,7 @@ pub fn pin(req: &PinRequest) -> Result<(), PinError> {
                 let _ = fs::remove_file(t);
             }
             let _ = fs::remove_file(&target);
+            kill_pid_init(&req.dir);
             return Err(e);
         }
         pinned.push(target);
@@ -113,8 +132,81 @@ pub fn pin(req: &PinRequest) -> Result<(), PinError> {
     Ok(())
 }
 
-/// Unmounts and removes whatever is pinned in `dir`; missing files are fine (idempotent).
+/// Forks the init of a new PID namespace and records it; returns its pid (in our namespace).
+fn start_pid_init(dir: &Path) -> Result<i32, PinError> {
+    use nix::unistd::{ForkResult, fork};
+    unshare(CloneFlags::CLONE_NEWPID).map_err(sys("unshare pid"))?;
+    // SAFETY: berth-pinns is single-threaded, so the child may run arbitrary code after fork.
+    match unsafe { fork() }.map_err(sys("fork pod init"))? {
+        ForkResult::Child => pid_init(),
+        ForkResult::Parent { child } => {
+            let pid = child.as_raw();
+            let start =
+                crate::util::proc_start_time(pid).map_err(io_err("reading pod init start time"))?;
+            let file = dir.join(PID_INIT);
+            fs::write(&file, format!("{pid} {start}\n"))
+                .map_err(io_err(format!("writing {}", file.display())))?;
+            Ok(pid)
+        }
+    }
+}
+
+/// PID 1 of a pod's shared PID namespace: detached, silent, reaping orphans until killed.
+fn pid_init() -> ! {
+    use nix::sys::signal::{SigSet, Signal};
+    let _ = nix::unistd::setsid();
+    let _ = nix::sys::prctl::set_name(c"berth-pod-init");
+    if let Ok(null) = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        use std::os::fd::AsRawFd;
+        for fd in 0..3 {
+            // SAFETY: dup2 onto the standard descriptors of our own process.
+            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        }
+    }
+    let _ = std::env::set_current_dir("/");
+    let mut set = SigSet::all();
+    set.remove(Signal::SIGKILL);
+    set.remove(Signal::SIGSTOP);
+    let _ = set.thread_block();
+    loop {
+        match set.wait() {
+            Ok(Signal::SIGCHLD) => {
+                while let Ok(status) =
+                    nix::sys::wait::waitpid(None, Some(nix::sys::wait::WaitPidFlag::WNOHANG))
+                {
+                    if status == nix::sys::wait::WaitStatus::StillAlive {
+                        break;
+                    }
+                }
+            }
+            Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) => std::process::exit(0),
+            _ => {}
+        }
+    }
+}
+
+/// Kills a shared PID namespace's init (and so every process left in the namespace), if it is still the same
+/// process that was recorded.
+fn kill_pid_init(dir: &Path) {
+    let Ok(text) = fs::read_to_string(dir.join(PID_INIT)) else {
+        return;
+    };
+    let mut it = text.split_whitespace().map(|v| v.parse::<u64>().ok());
+    if let (Some(Some(pid)), Some(Some(start))) = (it.next(), it.next())
+        && let Ok(Some(fd)) = crate::util::pidfd_for(pid as i32, start)
+    {
+        let _ = crate::util::pidfd_send_signal(&fd, libc::SIGKILL);
+    }
+    let _ = fs::remove_file(dir.join(PID_INIT));
+}
+
+/// Unmounts and removes whatever is pinned in `dir`, and kills a shared PID namespace's init; idempotent.
 pub fn unpin(dir: &Path) -> Result<(), PinError> {
+    kill_pid_init(dir);
     for kind in KINDS {
         let target = dir.join(kind);
         match umount2(&target, MntFlags::MNT_DETACH) {
@@ -190,7 +282,7 @@ fn write_sysctl(key: &str, value: &str) -> Result<(), PinError> {
     fs::write(&path, value).map_err(|e| bad(&e.to_string()))
 }
 
-/// `berth-pinns --dir DIR [--net] [--ipc] [--uts] [--hostname H] [--sysctl K=V]...`; exit 0 when pinned.
+/// `berth-pinns --dir DIR [--net] [--ipc] [--uts] [--pid] [--hostname H] [--sysctl K=V]...`; exit 0 when pinned.
 pub fn main(args: Vec<String>) -> i32 {
     let mut req = PinRequest::default();
     let mut it = args.into_iter().skip(1);
@@ -200,6 +292,7 @@ pub fn main(args: Vec<String>) -> i32 {
             "--net" => req.net = true,
             "--ipc" => req.ipc = true,
             "--uts" => req.uts = true,
+            "--pid" => req.pid = true,
             "--hostname" => req.hostname = it.next(),
             "--sysctl" => {
                 let kv = it.next().unwrap_or_default();

@@ -69,11 +69,25 @@ impl Daemon {
 
     /// Starts a daemon whose config file has `extra` top-level TOML keys added.
     pub async fn start_with(extra: &str) -> Result<Daemon> {
+        Self::start_full(extra, None).await
+    }
+
+    /// Starts a daemon whose CNI conf dir already holds `conflist` (as `10-test.conflist`), so Berth uses that
+    /// network instead of writing its default.
+    pub async fn start_with_network(conflist: &str) -> Result<Daemon> {
+        Self::start_full("", Some(conflist)).await
+    }
+
+    async fn start_full(extra: &str, conflist: Option<&str>) -> Result<Daemon> {
         // Short paths: unix socket paths under the state dir (a monitor's attach.sock beside a 64-digit id) must fit
         // in 107 bytes.
         let dir = tempfile::Builder::new().prefix("b-").tempdir_in("/tmp")?;
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, config_text(dir.path(), extra))?;
+        if let Some(conflist) = conflist {
+            std::fs::create_dir_all(dir.path().join("net.d"))?;
+            std::fs::write(dir.path().join("net.d/10-test.conflist"), conflist)?;
+        }
         let mut daemon = Daemon {
             child: None,
             socket: dir.path().join("berth.sock"),

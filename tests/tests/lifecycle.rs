@@ -522,3 +522,270 @@ async fn a_killed_daemon_finds_its_pods_and_containers_again() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_shared_pid_namespace_has_the_pods_init_as_pid_1() {
+    let mut env = env().await;
+    let mut config = pod_config(&env, "sharedpid");
+    if let Some(ns) = config
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+        .and_then(|s| s.namespace_options.as_mut())
+    {
+        ns.pid = NamespaceMode::Pod as i32;
+    }
+    let id = env
+        .c
+        .runtime
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
+    let pod = (id.clone(), config);
+    let a = create_new(&mut env, &pod, ("a", &["sleep", "3601"]))
+        .await
+        .unwrap();
+    let b = create_new(&mut env, &pod, ("b", &["sleep", "3602"]))
+        .await
+        .unwrap();
+    start(&mut env, &a).await;
+    start(&mut env, &b).await;
+    let out = exec(&mut env, &a, &["cat", "/proc/1/comm"], 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "berth-pod-init"
+    );
+    // Each container sees the other's processes.
+    let ps = exec(&mut env, &a, &["ps"], 10).await.unwrap();
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    assert!(
+        ps.contains("sleep 3602"),
+        "container a should see b's process:\n{ps}"
+    );
+
+    let init = std::fs::read_to_string(
+        env.d
+            .dir
+            .path()
+            .join("s/pods")
+            .join(&id)
+            .join("ns/pid-init"),
+    )
+    .unwrap();
+    let init_pid = init.split_whitespace().next().unwrap().to_string();
+    env.c
+        .runtime
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    env.c
+        .runtime
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        let comm = std::fs::read_to_string(format!("/proc/{init_pid}/comm")).unwrap_or_default();
+        if comm.trim() != "berth-pod-init" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the pod init {init_pid} outlived its pod");
+}
+
+fn with_security(
+    mut config: ContainerConfig,
+    f: impl FnOnce(&mut LinuxContainerSecurityContext),
+) -> ContainerConfig {
+    let linux = config.linux.get_or_insert_with(Default::default);
+    f(linux.security_context.get_or_insert_with(Default::default));
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_hog_is_oom_killed_and_reported_so() {
+    let mut env = env().await;
+    let pod = run_pod(&mut env, "oom").await;
+    let mut config = container_config(
+        &env,
+        "hog",
+        &["dd", "if=/dev/zero", "of=/dev/null", "bs=20M"],
+    );
+    config.linux = Some(LinuxContainerConfig {
+        resources: Some(LinuxContainerResources {
+            memory_limit_in_bytes: 15 << 20,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = create(&mut env, &pod, config).await.unwrap();
+    start(&mut env, &id).await;
+    let s = wait_exited(&mut env, &id).await;
+    assert_eq!(
+        (s.exit_code, s.reason.as_str()),
+        (137, "OOMKilled"),
+        "{s:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_as_an_image_user_name_and_a_read_only_rootfs() {
+    let mut env = env().await;
+    let pod = run_pod(&mut env, "secure").await;
+    let config = with_security(container_config(&env, "app", &["sleep", "3600"]), |sc| {
+        sc.run_as_username = "berth".into();
+        sc.readonly_rootfs = true;
+    });
+    let id = create(&mut env, &pod, config).await.unwrap();
+    start(&mut env, &id).await;
+    let out = exec(&mut env, &id, &["id", "-u"], 10).await.unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "1000",
+        "the image's user berth is uid 1000"
+    );
+    let st = status(&mut env, &id).await;
+    assert_eq!(st.user.and_then(|u| u.linux).map(|l| l.uid), Some(1000));
+    let out = exec(&mut env, &id, &["touch", "/newfile"], 10)
+        .await
+        .unwrap();
+    assert_ne!(out.exit_code, 0, "a read-only rootfs must refuse writes");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Read-only"),
+        "{:?}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let ghost = with_security(container_config(&env, "ghost", &["true"]), |sc| {
+        sc.run_as_username = "nosuchuser".into()
+    });
+    let e = create(&mut env, &pod, ghost).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_container_resources_reaches_the_cgroup() {
+    let mut env = env().await;
+    let pod = run_pod(&mut env, "resize").await;
+    let id = create_new(&mut env, &pod, ("app", &["sleep", "3600"]))
+        .await
+        .unwrap();
+    start(&mut env, &id).await;
+    env.c
+        .runtime
+        .update_container_resources(UpdateContainerResourcesRequest {
+            container_id: id.clone(),
+            linux: Some(LinuxContainerResources {
+                memory_limit_in_bytes: 64 << 20,
+                cpu_shares: 512,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let pid = env
+        .c
+        .runtime
+        .container_status(ContainerStatusRequest {
+            container_id: id.clone(),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .info["info"]
+        .clone();
+    let pid = serde_json::from_str::<serde_json::Value>(&pid).unwrap()["pid"]
+        .as_i64()
+        .unwrap();
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let mem_path = cgroup
+        .lines()
+        .find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_string()));
+    if let Some(p) = mem_path {
+        let limit =
+            std::fs::read_to_string(format!("/sys/fs/cgroup/memory{p}/memory.limit_in_bytes"))
+                .unwrap();
+        assert_eq!(limit.trim(), (64u64 << 20).to_string());
+    } else {
+        let max = std::fs::read_to_string(format!(
+            "/sys/fs/cgroup{}/memory.max",
+            cgroup.trim().trim_start_matches("0::")
+        ))
+        .unwrap();
+        assert_eq!(max.trim(), (64u64 << 20).to_string());
+    }
+    let st = status(&mut env, &id).await;
+    assert_eq!(
+        st.resources
+            .and_then(|r| r.linux)
+            .map(|l| l.memory_limit_in_bytes),
+        Some(64 << 20)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_events_arrive_in_order() {
+    let mut env = env().await;
+    let mut events = env
+        .c
+        .runtime
+        .get_container_events(GetEventsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let pod = run_pod(&mut env, "events").await;
+    let id = create_new(&mut env, &pod, ("app", &["sleep", "3600"]))
+        .await
+        .unwrap();
+    start(&mut env, &id).await;
+    env.c
+        .runtime
+        .stop_container(StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 0,
+        })
+        .await
+        .unwrap();
+    env.c
+        .runtime
+        .remove_container(RemoveContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        let e = tokio::time::timeout(Duration::from_secs(10), events.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if e.container_id == id {
+            seen.push(e.container_event_type);
+        }
+    }
+    use ContainerEventType::*;
+    assert_eq!(
+        seen,
+        [
+            ContainerCreatedEvent,
+            ContainerStartedEvent,
+            ContainerStoppedEvent,
+            ContainerDeletedEvent
+        ]
+        .map(|e| e as i32)
+    );
+}

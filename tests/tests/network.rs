@@ -15,8 +15,11 @@ struct Env {
 }
 
 async fn env() -> Env {
+    env_on(Daemon::start().await.unwrap()).await
+}
+
+async fn env_on(d: Daemon) -> Env {
     let reg = BusyboxRegistry::start().unwrap();
-    let d = Daemon::start().await.unwrap();
     let mut c = d.client().await.unwrap();
     c.image
         .pull_image(PullImageRequest {
@@ -166,14 +169,36 @@ fn http_get(addr: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_pods_reach_each_other_by_ip() {
     let mut env = env().await;
-    let (_, _, server_ip) = pod_with(
-        &mut env,
-        pod_config("server", NamespaceMode::Pod, vec![]),
-        HTTPD,
-    )
-    .await;
+    pods_reach_each_other(&mut env).await;
+}
+
+/// The reference plugins from Debian's containernetworking-plugins, driven by Berth, connect pods the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_plugins_connect_pods_too() {
+    let n = std::process::id() % 200;
+    let conflist = format!(
+        r#"{{"cniVersion":"1.0.0","name":"reference","plugins":[
+            {{"type":"bridge","bridge":"bref{n:x}","isGateway":true,"ipMasq":false,
+              "ipam":{{"type":"host-local","ranges":[[{{"subnet":"10.{o}.250.0/24"}}]],"dataDir":"/run/berth-test-ipam-{n}"}}}},
+            {{"type":"portmap","capabilities":{{"portMappings":true}}}},
+            {{"type":"loopback"}}]}}"#,
+        o = 100 + n % 100
+    );
+    let d = Daemon::start_with_network(&conflist).await.unwrap();
+    let mut env = env_on(d).await;
+    pods_reach_each_other(&mut env).await;
+    drop(env);
+    let _ = std::process::Command::new("ip")
+        .args(["link", "del", &format!("bref{n:x}")])
+        .status();
+    let _ = std::fs::remove_dir_all(format!("/run/berth-test-ipam-{n}"));
+}
+
+async fn pods_reach_each_other(env: &mut Env) {
+    let (_, _, server_ip) =
+        pod_with(env, pod_config("server", NamespaceMode::Pod, vec![]), HTTPD).await;
     let (_, client, client_ip) = pod_with(
-        &mut env,
+        env,
         pod_config("client", NamespaceMode::Pod, vec![]),
         &["sleep", "3600"],
     )
@@ -186,7 +211,7 @@ async fn two_pods_reach_each_other_by_ip() {
     for _ in 0..100 {
         // No `-T`: Debian's busybox-static 1.35 wget segfaults with it.
         let url = format!("http://{server_ip}/");
-        let out = exec(&mut env, &client, &["wget", "-q", "-O", "-", &url]).await;
+        let out = exec(env, &client, &["wget", "-q", "-O", "-", &url]).await;
         body = format!(
             "{} (stderr {:?}, exit {})",
             String::from_utf8_lossy(&out.stdout),
@@ -200,7 +225,7 @@ async fn two_pods_reach_each_other_by_ip() {
     }
     assert!(body.contains("hello-from-pod"), "{body}");
     // /etc/hosts names the pod's own IP.
-    let hosts = exec(&mut env, &client, &["cat", "/etc/hosts"]).await;
+    let hosts = exec(env, &client, &["cat", "/etc/hosts"]).await;
     assert!(String::from_utf8_lossy(&hosts.stdout).contains(&format!("{client_ip}\tclient")));
 }
 
@@ -343,4 +368,75 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
         }
     }
     out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn teardown_after_a_daemon_kill_leaves_no_veth_lease_or_port_rule() {
+    let mut env = env().await;
+    let ports = vec![PortMapping {
+        protocol: Protocol::Tcp as i32,
+        container_port: 80,
+        host_port: 18081,
+        host_ip: String::new(),
+    }];
+    let (pod, _, ip) = pod_with(
+        &mut env,
+        pod_config("crashy", NamespaceMode::Pod, ports),
+        HTTPD,
+    )
+    .await;
+    assert!(http_get("127.0.0.1:18081").contains("hello-from-pod"));
+
+    env.d.kill().unwrap();
+    env.d.spawn().await.unwrap();
+    env.c = env.d.client().await.unwrap();
+    env.c
+        .runtime
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .unwrap();
+    env.c
+        .runtime
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod,
+        })
+        .await
+        .unwrap();
+
+    let bridge = std::fs::read_to_string(&env.d.config_path)
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("bridge = \"")
+                .map(|v| v.trim_end_matches('"').to_string())
+        })
+        .unwrap();
+    let links = std::process::Command::new("ip")
+        .args(["-o", "link", "show", "master", &bridge])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&links.stdout).trim().is_empty(),
+        "veth left: {}",
+        String::from_utf8_lossy(&links.stdout)
+    );
+    let leases = walk(&env.d.dir.path().join("root/cni/networks"));
+    assert!(!leases.contains(&ip), "lease for {ip} left: {leases:?}");
+    let rules = std::process::Command::new("nft")
+        .args(["list", "ruleset"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&rules.stdout).contains("18081"),
+        "a port rule for 18081 is left"
+    );
+    assert!(
+        std::net::TcpStream::connect_timeout(
+            &"127.0.0.1:18081".parse().unwrap(),
+            Duration::from_millis(500)
+        )
+        .is_err()
+    );
 }

@@ -188,7 +188,7 @@ impl Berth {
             net_ns: (!pod.host_network).then(|| paths.ns("net")),
             ipc_ns: (!pod.host_ipc).then(|| paths.ns("ipc")),
             uts_ns: (!pod.host_network).then(|| paths.ns("uts")),
-            pid_ns: None,
+            pid_ns: pod.shared_pid.then(|| paths.ns("pid")),
             hostname_file: paths.hostname(),
             resolv_conf: paths.resolv_conf(),
             hosts_file: paths.hosts(),
@@ -670,4 +670,34 @@ fn cri_signal(sig: i32) -> i32 {
         .ok()
         .and_then(|s| Signal::from_str_name(s.as_str()))
         .unwrap_or(Signal::RuntimeDefault) as i32
+}
+
+impl Berth {
+    /// Applies new cgroup limits to a created or running container and records them for ContainerStatus.
+    pub(crate) async fn update_container_resources(
+        &self,
+        req: UpdateContainerResourcesRequest,
+    ) -> Result<(), Status> {
+        let mut rec = self.container(&req.container_id)?;
+        let linux = req.linux.ok_or_else(|| {
+            Status::invalid_argument(
+                "UpdateContainerResources: linux resources are required on Linux",
+            )
+        })?;
+        let handler = self.handler(&rec.handler)?;
+        let res = crate::spec::linux_resources(Some(&linux));
+        let cid = rec.id.clone();
+        tokio::task::spawn_blocking(move || handler.update_resources(&cid, &res))
+            .await
+            .map_err(blocking_err)?
+            .map_err(runtime_error)?;
+        let mut config = rec.config();
+        config.linux.get_or_insert_with(Default::default).resources = Some(linux);
+        rec.config = prost::Message::encode_to_vec(&config);
+        self.store
+            .put(CONTAINERS, &rec.id, &rec)
+            .map_err(internal)?;
+        info!(container = %rec.id, "container resources updated");
+        Ok(())
+    }
 }

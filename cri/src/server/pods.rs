@@ -234,6 +234,8 @@ impl Berth {
                         network: ns(pod.host_network),
                         pid: if pod.host_pid {
                             NamespaceMode::Node
+                        } else if pod.shared_pid {
+                            NamespaceMode::Pod
                         } else {
                             NamespaceMode::Container
                         } as i32,
@@ -325,5 +327,40 @@ fn cri_pod_state(s: PodState) -> PodSandboxState {
     match s {
         PodState::Ready => PodSandboxState::SandboxReady,
         PodState::Creating | PodState::NotReady => PodSandboxState::SandboxNotready,
+    }
+}
+
+impl Berth {
+    /// Applies pod-level limits (resources plus overhead) to the pod's cgroup, which its containers sit under.
+    pub(crate) async fn update_pod_resources(
+        &self,
+        req: UpdatePodSandboxResourcesRequest,
+    ) -> Result<(), Status> {
+        let pod = self.find_pod(&req.pod_sandbox_id)?.ok_or_else(|| {
+            Status::not_found(format!("pod sandbox {} not found", req.pod_sandbox_id))
+        })?;
+        let Some(mut total) = req.resources else {
+            return Ok(());
+        };
+        if let Some(o) = req.overhead {
+            total.cpu_quota += o.cpu_quota;
+            total.cpu_shares += o.cpu_shares;
+            if total.memory_limit_in_bytes > 0 {
+                total.memory_limit_in_bytes += o.memory_limit_in_bytes;
+            }
+        }
+        let res = crate::spec::linux_resources(Some(&total));
+        let parent = pod.cgroup_parent.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), berth_runtime::Error> {
+            let layout = berth_runtime::cgroups::Layout::detect()?;
+            let cg =
+                berth_runtime::cgroups::Cgroup::create(&layout, std::path::Path::new(&parent))?;
+            Ok(cg.apply(&res)?)
+        })
+        .await
+        .map_err(internal)?
+        .map_err(super::containers::runtime_error)?;
+        info!(pod = %pod.id, "pod resources updated");
+        Ok(())
     }
 }

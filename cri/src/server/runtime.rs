@@ -17,8 +17,6 @@ pub const RUNTIME_API_VERSION: &str = "v1";
 /// The kubelet-facing API version string containerd and CRI-O report in `Version.version`.
 const KUBELET_API_VERSION: &str = "0.1.0";
 
-const PODS: &str = "pod sandboxes (namespaces, cgroups, networking)";
-const CONTAINERS: &str = "containers (OCI runtime, monitor, logs)";
 const STREAMING: &str = "the exec/attach/port-forward streaming server";
 
 pub struct RuntimeServer {
@@ -258,9 +256,10 @@ impl RuntimeService for RuntimeServer {
 
     async fn update_pod_sandbox_resources(
         &self,
-        _: Request<UpdatePodSandboxResourcesRequest>,
+        req: Request<UpdatePodSandboxResourcesRequest>,
     ) -> Result<Response<UpdatePodSandboxResourcesResponse>, Status> {
-        Err(unimplemented("UpdatePodSandboxResources", PODS))
+        self.berth.update_pod_resources(req.into_inner()).await?;
+        Ok(Response::new(UpdatePodSandboxResourcesResponse {}))
     }
 
     async fn create_container(
@@ -324,9 +323,12 @@ impl RuntimeService for RuntimeServer {
 
     async fn update_container_resources(
         &self,
-        _: Request<UpdateContainerResourcesRequest>,
+        req: Request<UpdateContainerResourcesRequest>,
     ) -> Result<Response<UpdateContainerResourcesResponse>, Status> {
-        Err(unimplemented("UpdateContainerResources", CONTAINERS))
+        self.berth
+            .update_container_resources(req.into_inner())
+            .await?;
+        Ok(Response::new(UpdateContainerResourcesResponse {}))
     }
 
     async fn reopen_container_log(

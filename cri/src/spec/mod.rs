@@ -480,7 +480,8 @@ fn namespaces(
     Ok(list)
 }
 
-fn linux_resources(r: Option<&crate::api::LinuxContainerResources>) -> LinuxResources {
+/// CRI resources as OCI ones: used for the spec and for UpdateContainerResources.
+pub fn linux_resources(r: Option<&crate::api::LinuxContainerResources>) -> LinuxResources {
     let mut res = LinuxResources::default();
     let Some(r) = r else {
         return res;
