@@ -165,8 +165,13 @@ fn exec_without_capabilities_inherits_the_containers() {
 fn stats_update_and_kill_all() {
     let env = Env::builtin();
     let b = Bundle::new("stats", &["/bin/sh", "-c", "sleep 30 & sleep 30 & wait"]);
-    env.create(&b).expect("create");
+    let created = env.create(&b).expect("create");
     env.handler.start(&b.id).expect("start");
+    // Every hierarchy, including systemd's named one (or systemd would count the container as the daemon's).
+    let cgroups = std::fs::read_to_string(format!("/proc/{}/cgroup", created.pid)).expect("cgroup");
+    for line in cgroups.lines() {
+        assert!(line.ends_with(&format!("/berth-test/{}", b.id)), "{line}");
+    }
     std::thread::sleep(Duration::from_millis(100));
     let s = env.handler.stats(&b.id).expect("stats");
     assert!(s.memory_usage_bytes > 0 && s.cpu_usage_ns > 0, "{s:?}");
