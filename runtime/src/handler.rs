@@ -574,11 +574,25 @@ impl Handler for OciHandler {
         let stdout = out_t.join().unwrap_or_default();
         let stderr = err_t.join().unwrap_or_default();
         let _ = fs::remove_file(&pf);
+        // The runtime writes the pid file once the process runs: without it, the runtime itself failed (container
+        // gone, bad process spec) and its exit code is not the process's.
+        let started = fs::metadata(&pid_file)
+            .map(|m| m.len() > 0)
+            .unwrap_or(false);
         let _ = fs::remove_file(&pid_file);
         use std::os::unix::process::ExitStatusExt;
         let exit_code = status
             .map(|s| s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0)))
             .unwrap_or(-1);
+        if !started && !timed_out && exit_code != 0 {
+            return Err(ExternalError::Failed {
+                binary: self.cfg.runtime.clone(),
+                args: format!("exec {id}"),
+                status: format!("exit {exit_code}"),
+                stderr: String::from_utf8_lossy(&stderr).trim().to_string(),
+            }
+            .into());
+        }
         Ok(ExecOutput {
             exit_code,
             stdout,

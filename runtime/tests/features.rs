@@ -162,6 +162,42 @@ fn exec_without_capabilities_inherits_the_containers() {
 }
 
 #[test]
+fn exec_failures_are_errors_not_exit_codes() {
+    let env = Env::builtin();
+    let b = Bundle::new("execfail", &["/bin/sleep", "30"]);
+    env.create(&b).expect("create");
+    env.handler.start(&b.id).expect("start");
+    let req = |args: &[&str]| {
+        let mut p = oci_spec::runtime::Process::default();
+        p.set_args(Some(args.iter().map(|a| a.to_string()).collect()));
+        ExecRequest {
+            process: p,
+            stdin: None,
+            timeout: Some(Duration::from_secs(5)),
+        }
+    };
+    let err = env
+        .handler
+        .exec_sync(&b.id, &req(&["/no/such/program"]))
+        .expect_err("must fail");
+    assert!(err.to_string().contains("/no/such/program"), "{err}");
+    // A program that exits 1 on its own is an exit code, not an error.
+    let out = env
+        .handler
+        .exec_sync(&b.id, &req(&["/bin/false"]))
+        .expect("exec");
+    assert_eq!(out.exit_code, 1);
+    env.handler.kill(&b.id, libc::SIGKILL, false).expect("kill");
+    env.handler
+        .wait(&b.id, Some(Duration::from_secs(5)))
+        .expect("wait");
+    assert!(
+        env.handler.exec_sync(&b.id, &req(&["/bin/true"])).is_err(),
+        "exec into a stopped container"
+    );
+}
+
+#[test]
 fn stats_update_and_kill_all() {
     let env = Env::builtin();
     let b = Bundle::new("stats", &["/bin/sh", "-c", "sleep 30 & sleep 30 & wait"]);
