@@ -711,3 +711,61 @@ impl Handler for OciHandler {
             .collect()
     }
 }
+
+/// Create and pin a pod's network, IPC and UTS namespaces under `dir` by running `<runtime> pin-ns` (a fresh
+/// single-threaded process; safe to call from the daemon). Containers then list them in `linux.namespaces` with
+/// these paths. Undo with [`unpin_namespaces`].
+pub fn pin_namespaces(
+    berth_runtime: &Path,
+    dir: &Path,
+    opts: &crate::namespaces::PinOptions,
+) -> Result<crate::namespaces::Pinned> {
+    let mut cmd = Command::new(berth_runtime);
+    cmd.arg("pin-ns").arg("--dir").arg(dir);
+    for (on, flag) in [
+        (opts.net, "--net"),
+        (opts.ipc, "--ipc"),
+        (opts.uts, "--uts"),
+    ] {
+        if on {
+            cmd.arg(flag);
+        }
+    }
+    if let Some(h) = &opts.hostname {
+        cmd.arg("--hostname").arg(h);
+    }
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| ExternalError::Spawn {
+            binary: berth_runtime.to_path_buf(),
+            args: "pin-ns".into(),
+            source,
+        })?;
+    if !out.status.success() {
+        let _ = crate::namespaces::unpin(dir);
+        return Err(ExternalError::Failed {
+            binary: berth_runtime.to_path_buf(),
+            args: "pin-ns".into(),
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        }
+        .into());
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|source| StateError::Corrupt {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    let path = |k: &str| v[k].as_str().map(PathBuf::from);
+    Ok(crate::namespaces::Pinned {
+        net: path("net"),
+        ipc: path("ipc"),
+        uts: path("uts"),
+    })
+}
+
+/// Unmount and remove namespaces pinned by [`pin_namespaces`].
+pub fn unpin_namespaces(dir: &Path) -> Result<()> {
+    Ok(crate::namespaces::unpin(dir)?)
+}

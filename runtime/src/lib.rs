@@ -78,6 +78,11 @@
 //! (ContainerStats: cpu ns, memory working set, rss, page faults), [`handler::Handler::list`] (recovery after a
 //! restart: everything is read back from `<state_root>/containers/<id>/`).
 //!
+//! Pods without a pause container: [`handler::pin_namespaces`] creates a pod's network, IPC and UTS namespaces
+//! (hostname set, `lo` up) pinned as bind mounts under a directory (e.g. `/run/berth/pods/<id>/ns/`); give the
+//! network one to CNI and list all three by path in each container's `linux.namespaces`;
+//! [`handler::unpin_namespaces`] on RemovePodSandbox. A pod-shared PID namespace still needs an init process.
+//!
 //! # State on disk
 //!
 //! `<state_root>/containers/<id>/`: `status` (monitor; pid, exit code, signal, finish time, OOM), `started`

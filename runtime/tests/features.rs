@@ -301,3 +301,70 @@ fn exec_with_a_pty_and_streaming_exec() {
         .expect("exec_sync");
     assert_eq!(out.stdout, b"in");
 }
+
+#[test]
+fn pinned_pod_namespaces_are_joined_by_path() {
+    let env = Env::builtin();
+    let pin_dir = tempfile::tempdir().expect("tempdir");
+    struct Unpin(std::path::PathBuf);
+    impl Drop for Unpin {
+        fn drop(&mut self) {
+            let _ = berth_runtime::handler::unpin_namespaces(&self.0);
+        }
+    }
+    let _guard = Unpin(pin_dir.path().to_path_buf());
+    let opts = berth_runtime::namespaces::PinOptions {
+        net: true,
+        ipc: true,
+        uts: true,
+        hostname: Some("pod-host".into()),
+    };
+    let pinned = berth_runtime::handler::pin_namespaces(
+        std::path::Path::new(common::RUNTIME),
+        pin_dir.path(),
+        &opts,
+    )
+    .expect("pin");
+    let net = pinned.net.clone().expect("net");
+    let mut b = Bundle::new(
+        "pinned",
+        &[
+            "/bin/sh",
+            "-c",
+            "hostname; readlink /proc/self/ns/net; cat /sys/class/net/lo/operstate",
+        ],
+    );
+    for ns in b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .expect("namespaces")
+    {
+        let path = match ns["type"].as_str().unwrap_or("") {
+            "network" => pinned.net.clone(),
+            "ipc" => pinned.ipc.clone(),
+            "uts" => pinned.uts.clone(),
+            _ => None,
+        };
+        if let Some(p) = path {
+            ns["path"] = json!(p);
+        }
+    }
+    b.config.as_object_mut().expect("object").remove("hostname");
+    let (st, out, err) = env.run(&b);
+    assert_eq!(st.exit_code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "pod-host");
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata(&net).expect("stat pinned net").ino();
+    assert_eq!(lines[1], format!("net:[{ino}]"));
+    assert_eq!(
+        lines[2], "unknown",
+        "lo is up (operstate of lo reads unknown when up)"
+    );
+    berth_runtime::handler::unpin_namespaces(pin_dir.path()).expect("unpin");
+    assert!(!net.exists());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(
+        !mounts.contains(&pin_dir.path().display().to_string()),
+        "pinned mounts leaked"
+    );
+}
