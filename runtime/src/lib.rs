@@ -91,8 +91,8 @@
 //!
 //! # Known gaps
 //!
-//! Device rules on a pure cgroup v2 host (needs a BPF device program) return [`error::CgroupError::Unsupported`];
-//! `--systemd-cgroup` maps `slice:prefix:name` onto cgroupfs without talking to systemd; time namespaces, AppArmor,
+//! Cgroup v2 code paths (limits, BPF device filter) are exercised here only through the hybrid host's unified
+//! hierarchy, which has no controllers: limits on a pure v2 host are untested. `--systemd-cgroup` maps `slice:prefix:name` onto cgroupfs without talking to systemd; time namespaces, AppArmor,
 //! SELinux labels, intelRdt, personality and memory policy are not applied; `linux.seccomp.listenerPath`
 //! (seccomp notify) is not supported.
 

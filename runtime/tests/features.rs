@@ -368,3 +368,46 @@ fn pinned_pod_namespaces_are_joined_by_path() {
         "pinned mounts leaked"
     );
 }
+
+#[test]
+fn bpf_device_filter_on_the_unified_hierarchy() {
+    // The v2 device filter also applies on this hybrid host's /sys/fs/cgroup/unified, which lets us test it here.
+    let unified = std::path::Path::new("/sys/fs/cgroup/unified");
+    let root = if unified.join("cgroup.procs").exists() {
+        unified.to_path_buf()
+    } else {
+        std::path::PathBuf::from("/sys/fs/cgroup")
+    };
+    let dir = root.join(format!("berth-bpf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir cgroup");
+    struct Rmdir(std::path::PathBuf);
+    impl Drop for Rmdir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _guard = Rmdir(dir.clone());
+    let rules: Vec<oci_spec::runtime::LinuxDeviceCgroup> = serde_json::from_value(json!([
+        {"allow": false, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rw"},
+        {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "r"}
+    ]))
+    .expect("rules");
+    berth_runtime::cgroups::bpf_devices::apply(&dir, &rules).expect("attach filter");
+    let script = format!(
+        "echo $$ > {}/cgroup.procs && head -c0 /dev/null && echo null-ok; head -c1 /dev/zero >/dev/null && echo zero-read; echo x > /dev/zero || echo zero-write-denied; head -c1 /dev/urandom >/dev/null || echo urandom-denied",
+        dir.display()
+    );
+    let out = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("sh");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text,
+        "null-ok\nzero-read\nzero-write-denied\nurandom-denied\n",
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

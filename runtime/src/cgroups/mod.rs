@@ -5,9 +5,10 @@
 //! mounted hierarchy alike: one directory per hierarchy at the spec's `cgroupsPath`. Limits are written to the v1
 //! controllers when the host is v1 or hybrid, and to the unified hierarchy when it is pure v2.
 //!
-//! Device rules are enforced on v1 through the `devices` controller; on pure v2 they need a BPF program attached to
-//! the cgroup, which is not implemented: [`Cgroup::apply`] then returns [`CgroupError::Unsupported`] for deny rules.
+//! Device rules are enforced on v1 through the `devices` controller and on pure v2 by a BPF device program attached
+//! to the cgroup ([`bpf_devices`]).
 
+pub mod bpf_devices;
 mod v1;
 mod v2;
 
