@@ -95,9 +95,7 @@
 //! hierarchy, which has no controllers: limits on a pure v2 host are untested. `--systemd-cgroup` maps
 //! `slice:prefix:name` onto cgroupfs without talking to systemd. Time namespaces, AppArmor profiles, SELinux
 //! labels, intelRdt, personality, memory policy, scheduler and I/O priority are refused by name (AppArmor and
-//! SELinux only when the host has them), as is `linux.seccomp.listenerPath` (seccomp notify). The monitor writes
-//! attach stdin with blocking writes: a container that never reads a full stdin pipe stalls its monitor's logging.
-//! A single monitor maps its whole binary text (fault-around), ~0.55 MiB PSS alone; shared across containers the
+//! SELinux only when the host has them), as is `linux.seccomp.listenerPath` (seccomp notify). A single monitor maps its whole binary text (fault-around), ~0.55 MiB PSS alone; shared across containers the
 //! steady state is ~0.21 MiB PSS each.
 
 pub mod capabilities;
