@@ -124,7 +124,23 @@ impl MonitorArgs {
 /// Entry point of `berth-monitor`; returns the exit code of the first process.
 pub fn main(argv: Vec<String>) -> i32 {
     let args = match MonitorArgs::parse(argv.get(1..).unwrap_or_default()) {
-        Ok(a) => a,
+        Ok(mut a) => {
+            for p in [
+                &mut a.state_dir,
+                &mut a.bundle,
+                &mut a.log_path,
+                &mut a.runtime,
+            ] {
+                if !p.as_os_str().is_empty()
+                    && p.is_relative()
+                    && (p.components().count() > 1 || p.exists())
+                    && let Ok(abs) = std::path::absolute(&*p)
+                {
+                    *p = abs;
+                }
+            }
+            a
+        }
         Err(e) => {
             println!("error {e}");
             return 2;
@@ -135,6 +151,8 @@ pub fn main(argv: Vec<String>) -> i32 {
         Ok(ForkResult::Parent { .. }) => 0,
         Ok(ForkResult::Child) => {
             let _ = nix::unistd::setsid();
+            // Do not keep the daemon's working directory busy (paths were made absolute before the fork).
+            let _ = nix::unistd::chdir("/");
             let code = match run(&args) {
                 Ok(()) => 0,
                 Err(e) => {
@@ -269,7 +287,7 @@ fn run(args: &MonitorArgs) -> Result<(), String> {
                 libc::dup2(o, 1);
                 libc::dup2(e, 2);
                 crate::process::reset_signals();
-                let _ = nix::unistd::execv(&c_prog, &c_argv);
+                let _ = nix::unistd::execvp(&c_prog, &c_argv);
                 libc::_exit(127);
             }
         }
