@@ -574,11 +574,25 @@ impl Handler for OciHandler {
         let stdout = out_t.join().unwrap_or_default();
         let stderr = err_t.join().unwrap_or_default();
         let _ = fs::remove_file(&pf);
+        // The runtime writes the pid file once the process runs: without it, the runtime itself failed (container
+        // gone, bad process spec) and its exit code is not the process's.
+        let started = fs::metadata(&pid_file)
+            .map(|m| m.len() > 0)
+            .unwrap_or(false);
         let _ = fs::remove_file(&pid_file);
         use std::os::unix::process::ExitStatusExt;
         let exit_code = status
             .map(|s| s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0)))
             .unwrap_or(-1);
+        if !started && !timed_out && exit_code != 0 {
+            return Err(ExternalError::Failed {
+                binary: self.cfg.runtime.clone(),
+                args: format!("exec {id}"),
+                status: format!("exit {exit_code}"),
+                stderr: String::from_utf8_lossy(&stderr).trim().to_string(),
+            }
+            .into());
+        }
         Ok(ExecOutput {
             exit_code,
             stdout,
@@ -696,4 +710,62 @@ impl Handler for OciHandler {
             .filter_map(|e| e.file_name().into_string().ok())
             .collect()
     }
+}
+
+/// Create and pin a pod's network, IPC and UTS namespaces under `dir` by running `<runtime> pin-ns` (a fresh
+/// single-threaded process; safe to call from the daemon). Containers then list them in `linux.namespaces` with
+/// these paths. Undo with [`unpin_namespaces`].
+pub fn pin_namespaces(
+    berth_runtime: &Path,
+    dir: &Path,
+    opts: &crate::namespaces::PinOptions,
+) -> Result<crate::namespaces::Pinned> {
+    let mut cmd = Command::new(berth_runtime);
+    cmd.arg("pin-ns").arg("--dir").arg(dir);
+    for (on, flag) in [
+        (opts.net, "--net"),
+        (opts.ipc, "--ipc"),
+        (opts.uts, "--uts"),
+    ] {
+        if on {
+            cmd.arg(flag);
+        }
+    }
+    if let Some(h) = &opts.hostname {
+        cmd.arg("--hostname").arg(h);
+    }
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| ExternalError::Spawn {
+            binary: berth_runtime.to_path_buf(),
+            args: "pin-ns".into(),
+            source,
+        })?;
+    if !out.status.success() {
+        let _ = crate::namespaces::unpin(dir);
+        return Err(ExternalError::Failed {
+            binary: berth_runtime.to_path_buf(),
+            args: "pin-ns".into(),
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        }
+        .into());
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|source| StateError::Corrupt {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    let path = |k: &str| v[k].as_str().map(PathBuf::from);
+    Ok(crate::namespaces::Pinned {
+        net: path("net"),
+        ipc: path("ipc"),
+        uts: path("uts"),
+    })
+}
+
+/// Unmount and remove namespaces pinned by [`pin_namespaces`].
+pub fn unpin_namespaces(dir: &Path) -> Result<()> {
+    Ok(crate::namespaces::unpin(dir)?)
 }

@@ -134,3 +134,126 @@ mod tests {
         assert!(p.new_cgroup && p.clone_flags == CloneFlags::CLONE_NEWPID);
     }
 }
+
+/// Namespaces pinned for a pod: bind mounts of `/proc/self/ns/<kind>` onto files in a directory, so containers
+/// join them by path and no pause process has to hold them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pinned {
+    pub net: Option<PathBuf>,
+    pub ipc: Option<PathBuf>,
+    pub uts: Option<PathBuf>,
+}
+
+/// What to pin.
+#[derive(Debug, Clone, Default)]
+pub struct PinOptions {
+    pub net: bool,
+    pub ipc: bool,
+    pub uts: bool,
+    /// Hostname set in the new UTS namespace.
+    pub hostname: Option<String>,
+}
+
+/// Create new namespaces for the calling process and pin them under `dir`.
+///
+/// `unshare` changes the caller: only the `berth-runtime pin-ns` command calls this (a short-lived, single-threaded
+/// process); the daemon reaches it through `handler::pin_namespaces`. The bind mounts are made in the caller's mount
+/// namespace, the host's.
+pub fn pin(dir: &Path, opts: &PinOptions) -> Result<Pinned, SetupError> {
+    use nix::mount::{MsFlags, mount};
+    std::fs::create_dir_all(dir).map_err(crate::error::io(format!("mkdir {}", dir.display())))?;
+    let mut flags = CloneFlags::empty();
+    let kinds: Vec<(&str, CloneFlags)> = [
+        (opts.net, "net", CloneFlags::CLONE_NEWNET),
+        (opts.ipc, "ipc", CloneFlags::CLONE_NEWIPC),
+        (opts.uts, "uts", CloneFlags::CLONE_NEWUTS),
+    ]
+    .into_iter()
+    .filter(|(on, _, _)| *on)
+    .map(|(_, k, f)| (k, f))
+    .collect();
+    for (_, f) in &kinds {
+        flags |= *f;
+    }
+    nix::sched::unshare(flags).map_err(sys("unshare pod namespaces"))?;
+    if let (true, Some(h)) = (opts.uts, &opts.hostname) {
+        nix::unistd::sethostname(h).map_err(sys("sethostname"))?;
+    }
+    if opts.net {
+        loopback_up()?;
+    }
+    let mut pinned = Pinned::default();
+    for (kind, _) in kinds {
+        let target = dir.join(kind);
+        std::fs::File::create(&target)
+            .map_err(crate::error::io(format!("create {}", target.display())))?;
+        let source = format!("/proc/thread-self/ns/{kind}");
+        mount(
+            Some(source.as_str()),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(sys(format!("pin {kind} namespace on {}", target.display())))?;
+        match kind {
+            "net" => pinned.net = Some(target),
+            "ipc" => pinned.ipc = Some(target),
+            _ => pinned.uts = Some(target),
+        }
+    }
+    Ok(pinned)
+}
+
+/// Unmount and remove pinned namespaces under `dir` (missing ones are fine). Safe from any thread.
+pub fn unpin(dir: &Path) -> Result<(), SetupError> {
+    for kind in ["net", "ipc", "uts"] {
+        let p = dir.join(kind);
+        if !p.exists() {
+            continue;
+        }
+        match nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
+            Err(e) => {
+                return Err(SetupError::Sys {
+                    op: format!("unmount {}", p.display()),
+                    source: e,
+                });
+            }
+        }
+        std::fs::remove_file(&p).map_err(crate::error::io(format!("remove {}", p.display())))?;
+    }
+    Ok(())
+}
+
+/// Bring `lo` up in the current network namespace (what the CNI loopback plugin would do).
+fn loopback_up() -> Result<(), SetupError> {
+    // SAFETY: a datagram socket and two ioctls on a zeroed, NUL-terminated ifreq.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(SetupError::Io {
+                op: "socket".into(),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo\0".iter().enumerate() {
+            ifr.ifr_name[i] = *b as libc::c_char;
+        }
+        let mut res = libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr);
+        if res == 0 {
+            ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            res = libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr);
+        }
+        let err = std::io::Error::last_os_error();
+        libc::close(fd);
+        if res != 0 {
+            return Err(SetupError::Io {
+                op: "bring lo up".into(),
+                source: err,
+            });
+        }
+    }
+    Ok(())
+}

@@ -197,10 +197,10 @@ fn mount_cgroups(dest: &Path, opts: &mounts::Options, ctx: &Context) -> Result<(
     )
     .map_err(sys("mount cgroup tmpfs"))?;
     for h in &layout.hierarchies {
-        let name = if h.v2 {
-            "unified".to_string()
-        } else {
-            h.controllers.join(",")
+        let (name, data) = match (&h.name, h.v2) {
+            (_, true) => ("unified".to_string(), String::new()),
+            (Some(n), false) if h.controllers.is_empty() => (n.clone(), format!("none,name={n}")),
+            _ => (h.controllers.join(","), h.controllers.join(",")),
         };
         let sub = dest.join(&name);
         fs::create_dir_all(&sub).map_err(io(format!("mkdir {}", sub.display())))?;
@@ -208,7 +208,7 @@ fn mount_cgroups(dest: &Path, opts: &mounts::Options, ctx: &Context) -> Result<(
             let (typ, data) = if h.v2 {
                 ("cgroup2", None)
             } else {
-                ("cgroup", Some(name.as_str()))
+                ("cgroup", Some(data.as_str()))
             };
             mount(Some(typ), &sub, Some(typ), flags, data)
                 .map_err(sys(format!("mount cgroup {name}")))?;

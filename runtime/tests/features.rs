@@ -162,11 +162,52 @@ fn exec_without_capabilities_inherits_the_containers() {
 }
 
 #[test]
+fn exec_failures_are_errors_not_exit_codes() {
+    let env = Env::builtin();
+    let b = Bundle::new("execfail", &["/bin/sleep", "30"]);
+    env.create(&b).expect("create");
+    env.handler.start(&b.id).expect("start");
+    let req = |args: &[&str]| {
+        let mut p = oci_spec::runtime::Process::default();
+        p.set_args(Some(args.iter().map(|a| a.to_string()).collect()));
+        ExecRequest {
+            process: p,
+            stdin: None,
+            timeout: Some(Duration::from_secs(5)),
+        }
+    };
+    let err = env
+        .handler
+        .exec_sync(&b.id, &req(&["/no/such/program"]))
+        .expect_err("must fail");
+    assert!(err.to_string().contains("/no/such/program"), "{err}");
+    // A program that exits 1 on its own is an exit code, not an error.
+    let out = env
+        .handler
+        .exec_sync(&b.id, &req(&["/bin/false"]))
+        .expect("exec");
+    assert_eq!(out.exit_code, 1);
+    env.handler.kill(&b.id, libc::SIGKILL, false).expect("kill");
+    env.handler
+        .wait(&b.id, Some(Duration::from_secs(5)))
+        .expect("wait");
+    assert!(
+        env.handler.exec_sync(&b.id, &req(&["/bin/true"])).is_err(),
+        "exec into a stopped container"
+    );
+}
+
+#[test]
 fn stats_update_and_kill_all() {
     let env = Env::builtin();
     let b = Bundle::new("stats", &["/bin/sh", "-c", "sleep 30 & sleep 30 & wait"]);
-    env.create(&b).expect("create");
+    let created = env.create(&b).expect("create");
     env.handler.start(&b.id).expect("start");
+    // Every hierarchy, including systemd's named one (or systemd would count the container as the daemon's).
+    let cgroups = std::fs::read_to_string(format!("/proc/{}/cgroup", created.pid)).expect("cgroup");
+    for line in cgroups.lines() {
+        assert!(line.ends_with(&format!("/berth-test/{}", b.id)), "{line}");
+    }
     std::thread::sleep(Duration::from_millis(100));
     let s = env.handler.stats(&b.id).expect("stats");
     assert!(s.memory_usage_bytes > 0 && s.cpu_usage_ns > 0, "{s:?}");
@@ -259,4 +300,114 @@ fn exec_with_a_pty_and_streaming_exec() {
         )
         .expect("exec_sync");
     assert_eq!(out.stdout, b"in");
+}
+
+#[test]
+fn pinned_pod_namespaces_are_joined_by_path() {
+    let env = Env::builtin();
+    let pin_dir = tempfile::tempdir().expect("tempdir");
+    struct Unpin(std::path::PathBuf);
+    impl Drop for Unpin {
+        fn drop(&mut self) {
+            let _ = berth_runtime::handler::unpin_namespaces(&self.0);
+        }
+    }
+    let _guard = Unpin(pin_dir.path().to_path_buf());
+    let opts = berth_runtime::namespaces::PinOptions {
+        net: true,
+        ipc: true,
+        uts: true,
+        hostname: Some("pod-host".into()),
+    };
+    let pinned = berth_runtime::handler::pin_namespaces(
+        std::path::Path::new(common::RUNTIME),
+        pin_dir.path(),
+        &opts,
+    )
+    .expect("pin");
+    let net = pinned.net.clone().expect("net");
+    let mut b = Bundle::new(
+        "pinned",
+        &[
+            "/bin/sh",
+            "-c",
+            "hostname; readlink /proc/self/ns/net; cat /sys/class/net/lo/operstate",
+        ],
+    );
+    for ns in b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .expect("namespaces")
+    {
+        let path = match ns["type"].as_str().unwrap_or("") {
+            "network" => pinned.net.clone(),
+            "ipc" => pinned.ipc.clone(),
+            "uts" => pinned.uts.clone(),
+            _ => None,
+        };
+        if let Some(p) = path {
+            ns["path"] = json!(p);
+        }
+    }
+    b.config.as_object_mut().expect("object").remove("hostname");
+    let (st, out, err) = env.run(&b);
+    assert_eq!(st.exit_code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "pod-host");
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata(&net).expect("stat pinned net").ino();
+    assert_eq!(lines[1], format!("net:[{ino}]"));
+    assert_eq!(
+        lines[2], "unknown",
+        "lo is up (operstate of lo reads unknown when up)"
+    );
+    berth_runtime::handler::unpin_namespaces(pin_dir.path()).expect("unpin");
+    assert!(!net.exists());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(
+        !mounts.contains(&pin_dir.path().display().to_string()),
+        "pinned mounts leaked"
+    );
+}
+
+#[test]
+fn bpf_device_filter_on_the_unified_hierarchy() {
+    // The v2 device filter also applies on this hybrid host's /sys/fs/cgroup/unified, which lets us test it here.
+    let unified = std::path::Path::new("/sys/fs/cgroup/unified");
+    let root = if unified.join("cgroup.procs").exists() {
+        unified.to_path_buf()
+    } else {
+        std::path::PathBuf::from("/sys/fs/cgroup")
+    };
+    let dir = root.join(format!("berth-bpf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir cgroup");
+    struct Rmdir(std::path::PathBuf);
+    impl Drop for Rmdir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _guard = Rmdir(dir.clone());
+    let rules: Vec<oci_spec::runtime::LinuxDeviceCgroup> = serde_json::from_value(json!([
+        {"allow": false, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rw"},
+        {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "r"}
+    ]))
+    .expect("rules");
+    berth_runtime::cgroups::bpf_devices::apply(&dir, &rules).expect("attach filter");
+    let script = format!(
+        "echo $$ > {}/cgroup.procs && head -c0 /dev/null && echo null-ok; head -c1 /dev/zero >/dev/null && echo zero-read; echo x > /dev/zero || echo zero-write-denied; head -c1 /dev/urandom >/dev/null || echo urandom-denied",
+        dir.display()
+    );
+    let out = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("sh");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text,
+        "null-ok\nzero-read\nzero-write-denied\nurandom-denied\n",
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -68,6 +68,40 @@ fn stdin_through_attach_with_stdin_once() {
 }
 
 #[test]
+fn unread_stdin_does_not_stall_logging() {
+    let env = Env::builtin();
+    let b = Bundle::new(
+        "stdinfull",
+        &["/bin/sh", "-c", "sleep 0.3; echo during; sleep 3; wc -c"],
+    );
+    env.create_with(&b, true, false, false).expect("create");
+    env.handler.start(&b.id).expect("start");
+    let mut c = env.handler.monitor(&b.id).expect("connect");
+    // Far more than a pipe holds, while nothing reads it for 3 s.
+    for _ in 0..5 {
+        c.write_stdin(&vec![b'x'; 60 * 1024]).expect("stdin");
+    }
+    c.close_stdin().expect("close stdin");
+    let deadline = std::time::Instant::now() + Duration::from_millis(2500);
+    while !env.stdout(&b.id).contains("during") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "monitor stalled on stdin: output not logged"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let st = env
+        .handler
+        .wait(&b.id, Some(Duration::from_secs(15)))
+        .expect("wait");
+    assert_eq!(st.exit_code, 0);
+    assert_eq!(
+        env.stdout(&b.id).trim_end().lines().last(),
+        Some((5 * 60 * 1024).to_string().as_str())
+    );
+}
+
+#[test]
 fn reopen_log_after_rotation() {
     let env = Env::builtin();
     let b = Bundle::new(

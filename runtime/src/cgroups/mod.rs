@@ -5,9 +5,10 @@
 //! mounted hierarchy alike: one directory per hierarchy at the spec's `cgroupsPath`. Limits are written to the v1
 //! controllers when the host is v1 or hybrid, and to the unified hierarchy when it is pure v2.
 //!
-//! Device rules are enforced on v1 through the `devices` controller; on pure v2 they need a BPF program attached to
-//! the cgroup, which is not implemented: [`Cgroup::apply`] then returns [`CgroupError::Unsupported`] for deny rules.
+//! Device rules are enforced on v1 through the `devices` controller and on pure v2 by a BPF device program attached
+//! to the cgroup ([`bpf_devices`]).
 
+pub mod bpf_devices;
 mod v1;
 mod v2;
 
@@ -27,6 +28,9 @@ type Result<T> = std::result::Result<T, CgroupError>;
 pub struct Hierarchy {
     /// Controllers bound to it (`["cpu"]`, `["memory"]`; empty for v2 and named hierarchies).
     pub controllers: Vec<String>,
+    /// `name=` of a named v1 hierarchy (`systemd`): it carries no limits, but systemd tracks services by it, so a
+    /// container left in the daemon's there would be killed with the daemon's service.
+    pub name: Option<String>,
     pub mount: PathBuf,
     pub v2: bool,
 }
@@ -74,6 +78,7 @@ impl Layout {
             match fstype {
                 "cgroup2" => hierarchies.push(Hierarchy {
                     controllers: Vec::new(),
+                    name: None,
                     mount,
                     v2: true,
                 }),
@@ -83,10 +88,14 @@ impl Layout {
                         .filter(|o| V1_CONTROLLERS.contains(o))
                         .map(str::to_string)
                         .collect();
-                    // Named hierarchies (name=systemd) carry no limits; leave them to their owner.
-                    if !controllers.is_empty() {
+                    let name = opts
+                        .split(',')
+                        .find_map(|o| o.strip_prefix("name="))
+                        .map(str::to_string);
+                    if !controllers.is_empty() || name.is_some() {
                         hierarchies.push(Hierarchy {
                             controllers,
+                            name,
                             mount,
                             v2: false,
                         });
@@ -515,9 +524,10 @@ mod tests {
     fn hybrid_layout_is_v1_with_unified_extra() {
         let l = Layout::parse(HYBRID);
         assert!(!l.is_v2());
-        assert_eq!(l.hierarchies.len(), 4);
+        assert_eq!(l.hierarchies.len(), 5);
+        assert_eq!(l.hierarchies[1].name.as_deref(), Some("systemd"));
         assert!(l.hierarchies[0].v2);
-        assert_eq!(l.hierarchies[3].controllers, vec!["cpu", "cpuacct"]);
+        assert_eq!(l.hierarchies[4].controllers, vec!["cpu", "cpuacct"]);
     }
 
     #[test]

@@ -106,12 +106,11 @@ pub(super) fn apply(dir: &Path, res: &LinuxResources) -> Result<()> {
         }
     }
     if let Some(rules) = res.devices() {
-        // Allow-everything rule sets need nothing; anything else needs a BPF device program we do not have yet.
-        let restrictive = rules.iter().any(|r| !r.allow());
-        if restrictive {
-            return Err(CgroupError::Unsupported(
-                "device rules on cgroup v2 need a BPF device filter, not implemented".into(),
-            ));
+        // Allow-everything rule sets need no program.
+        if rules.iter().any(|r| !r.allow()) {
+            let mut all = rules.clone();
+            all.extend(default_allow());
+            super::bpf_devices::apply(dir, &all)?;
         }
     }
     Ok(())
@@ -157,8 +156,30 @@ pub(super) fn stats(cg: &Cgroup) -> Stats {
     s
 }
 
+/// The devices every container keeps (null, zero, full, random, urandom, tty, console, ptmx, pts), as on v1.
+fn default_allow() -> Vec<oci_spec::runtime::LinuxDeviceCgroup> {
+    let rules = r#"[
+        {"allow": true, "type": "c", "access": "m"}, {"allow": true, "type": "b", "access": "m"},
+        {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 7, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 8, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 9, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 5, "minor": 0, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 5, "minor": 1, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 5, "minor": 2, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 136, "access": "rwm"}
+    ]"#;
+    serde_json::from_str(rules).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn default_device_rules_parse() {
+        assert_eq!(super::default_allow().len(), 11);
+    }
+
     #[test]
     fn shares_map_like_runc() {
         assert_eq!(super::shares_to_weight(2), 1);

@@ -124,7 +124,23 @@ impl MonitorArgs {
 /// Entry point of `berth-monitor`; returns the exit code of the first process.
 pub fn main(argv: Vec<String>) -> i32 {
     let args = match MonitorArgs::parse(argv.get(1..).unwrap_or_default()) {
-        Ok(a) => a,
+        Ok(mut a) => {
+            for p in [
+                &mut a.state_dir,
+                &mut a.bundle,
+                &mut a.log_path,
+                &mut a.runtime,
+            ] {
+                if !p.as_os_str().is_empty()
+                    && p.is_relative()
+                    && (p.components().count() > 1 || p.exists())
+                    && let Ok(abs) = std::path::absolute(&*p)
+                {
+                    *p = abs;
+                }
+            }
+            a
+        }
         Err(e) => {
             println!("error {e}");
             return 2;
@@ -135,6 +151,8 @@ pub fn main(argv: Vec<String>) -> i32 {
         Ok(ForkResult::Parent { .. }) => 0,
         Ok(ForkResult::Child) => {
             let _ = nix::unistd::setsid();
+            // Do not keep the daemon's working directory busy (paths were made absolute before the fork).
+            let _ = nix::unistd::chdir("/");
             let code = match run(&args) {
                 Ok(()) => 0,
                 Err(e) => {
@@ -269,7 +287,7 @@ fn run(args: &MonitorArgs) -> Result<(), String> {
                 libc::dup2(o, 1);
                 libc::dup2(e, 2);
                 crate::process::reset_signals();
-                let _ = nix::unistd::execv(&c_prog, &c_argv);
+                let _ = nix::unistd::execvp(&c_prog, &c_argv);
                 libc::_exit(127);
             }
         }
@@ -383,6 +401,9 @@ fn run(args: &MonitorArgs) -> Result<(), String> {
             in_w,
         }
     };
+    if let Some(w) = &pipes.in_w {
+        set_nonblocking(w.as_raw_fd());
+    }
     let mut m = Monitor {
         args,
         log,
@@ -390,6 +411,8 @@ fn run(args: &MonitorArgs) -> Result<(), String> {
         clients: Vec::new(),
         listener,
         pid,
+        stdin_buf: Vec::new(),
+        close_stdin_after: false,
     };
     let code = m.serve(&sfd);
     let (exit_code, exit_signal) = code;
@@ -420,9 +443,14 @@ struct Monitor<'a> {
     clients: Vec<Client>,
     listener: UnixListener,
     pid: i32,
+    /// Attach stdin not yet taken by the container; written as the pipe drains, so a container that does not read
+    /// never blocks the monitor (clients are not read while it holds more than [`STDIN_HIGH`]).
+    stdin_buf: Vec<u8>,
+    close_stdin_after: bool,
 }
 
 const BUF: usize = 16 * 1024;
+const STDIN_HIGH: usize = 1 << 20;
 
 impl Monitor<'_> {
     /// Run until the container exits; returns (exit code, signal).
@@ -449,8 +477,26 @@ impl Monitor<'_> {
                 .as_ref()
                 .map(|f| f.as_raw_fd())
                 .unwrap_or(-1)));
+            let stdin_fd = match &self.pipes.in_w {
+                Some(w) if !self.stdin_buf.is_empty() => w.as_raw_fd(),
+                _ => -1,
+            };
+            fds.push(libc::pollfd {
+                fd: stdin_fd,
+                events: libc::POLLOUT,
+                revents: 0,
+            });
+            let client_events = if self.stdin_buf.len() > STDIN_HIGH {
+                0
+            } else {
+                libc::POLLIN
+            };
             for c in &self.clients {
-                fds.push(ev(c.stream.as_raw_fd()));
+                fds.push(libc::pollfd {
+                    fd: c.stream.as_raw_fd(),
+                    events: client_events,
+                    revents: 0,
+                });
             }
             // SAFETY: valid pollfd array; fds of -1 are ignored by poll.
             let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
@@ -466,7 +512,10 @@ impl Monitor<'_> {
                 self.pump(Stream::Stderr, &mut buf);
             }
             // Only the clients that were polled; ones accepted below are polled next round.
-            let client_ready: Vec<bool> = (0..fds.len() - 4).map(|i| ready(4 + i)).collect();
+            let client_ready: Vec<bool> = (0..fds.len() - 5).map(|i| ready(5 + i)).collect();
+            if fds[4].revents != 0 {
+                self.flush_stdin();
+            }
             if ready(1) {
                 while let Ok((s, _)) = self.listener.accept() {
                     s.set_nonblocking(false).ok();
@@ -604,6 +653,32 @@ impl Monitor<'_> {
         }
     }
 
+    /// Write pending stdin without blocking; close the pipe once drained if asked to.
+    fn flush_stdin(&mut self) {
+        if let Some(w) = &self.pipes.in_w {
+            while !self.stdin_buf.is_empty() {
+                match nix::unistd::write(w, &self.stdin_buf) {
+                    Ok(n) => {
+                        self.stdin_buf.drain(..n);
+                    }
+                    Err(nix::Error::EINTR) => {}
+                    Err(nix::Error::EAGAIN) => return,
+                    Err(_) => {
+                        // The reader is gone (EPIPE): nothing will take the rest.
+                        self.stdin_buf.clear();
+                        self.pipes.in_w = None;
+                        break;
+                    }
+                }
+            }
+        } else {
+            self.stdin_buf.clear();
+        }
+        if self.close_stdin_after && self.stdin_buf.is_empty() {
+            self.pipes.in_w = None;
+        }
+    }
+
     fn client_input(&mut self, i: usize, buf: &mut [u8]) {
         let n = self.clients[i].stream.read(buf).unwrap_or(0);
         let frames = if n == 0 {
@@ -614,7 +689,8 @@ impl Monitor<'_> {
         let Ok(frames) = frames else {
             let c = self.clients.remove(i);
             if self.args.stdin_once && c.wrote_stdin {
-                self.pipes.in_w = None;
+                self.close_stdin_after = true;
+                self.flush_stdin();
             }
             return;
         };
@@ -622,13 +698,15 @@ impl Monitor<'_> {
             match typ {
                 protocol::STDIN => {
                     self.clients[i].wrote_stdin = true;
-                    if let Some(w) = &self.pipes.in_w {
-                        let _ = write_all(w, &payload);
+                    if self.pipes.in_w.is_some() {
+                        self.stdin_buf.extend_from_slice(&payload);
+                        self.flush_stdin();
                     }
                 }
                 protocol::CLOSE_STDIN => {
                     self.clients[i].wrote_stdin = true;
-                    self.pipes.in_w = None;
+                    self.close_stdin_after = true;
+                    self.flush_stdin();
                 }
                 protocol::ATTACH => self.clients[i].attached = true,
                 protocol::RESIZE if payload.len() == 4 => {
@@ -666,10 +744,10 @@ impl Monitor<'_> {
     }
 }
 
-fn write_all(fd: &OwnedFd, mut data: &[u8]) -> nix::Result<()> {
-    while !data.is_empty() {
-        let n = nix::unistd::write(fd, data)?;
-        data = &data[n..];
+fn set_nonblocking(fd: RawFd) {
+    // SAFETY: toggling O_NONBLOCK on an fd we hold.
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
     }
-    Ok(())
 }
