@@ -79,10 +79,10 @@
 //! see [`cgroups::Stats`]), [`handler::Handler::list`] (recovery after a
 //! restart: everything is read back from `<state_root>/containers/<id>/`).
 //!
-//! Pods without a pause container: [`handler::pin_namespaces`] creates a pod's network, IPC and UTS namespaces
-//! (hostname set, `lo` up) pinned as bind mounts under a directory (e.g. `/run/berth/pods/<id>/ns/`); give the
-//! network one to CNI and list all three by path in each container's `linux.namespaces`;
-//! [`handler::unpin_namespaces`] on RemovePodSandbox. A pod-shared PID namespace still needs an init process.
+//! Pods without a pause container: the `berth-pinns` binary ([`pinns`]) creates a pod's network, IPC and UTS
+//! namespaces (hostname set, `lo` up, sysctls applied) and, for a pod-shared PID namespace, a tiny init; they are
+//! pinned as bind mounts under a directory (e.g. `/run/berth/pods/<id>/ns/`). Give the network one to CNI and list
+//! them by path in each container's `linux.namespaces`; [`pinns::unpin`] on RemovePodSandbox.
 //!
 //! # State on disk
 //!

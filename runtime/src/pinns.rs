@@ -152,8 +152,11 @@ fn start_pid_init(dir: &Path) -> Result<i32, PinError> {
 }
 
 /// PID 1 of a pod's shared PID namespace: detached, silent, reaping orphans until killed.
+///
+/// It ignores SIGCHLD, so the kernel reaps its children itself, including zombies reparented to it (an exec
+/// whose runtime died first): no wait loop to get wrong, and nothing to do but sleep.
 fn pid_init() -> ! {
-    use nix::sys::signal::{SigSet, Signal};
+    use nix::sys::signal::{SigHandler, Signal, signal};
     let _ = nix::unistd::setsid();
     let _ = nix::sys::prctl::set_name(c"berth-pod-init");
     if let Ok(null) = fs::OpenOptions::new()
@@ -168,24 +171,11 @@ fn pid_init() -> ! {
         }
     }
     let _ = std::env::set_current_dir("/");
-    let mut set = SigSet::all();
-    set.remove(Signal::SIGKILL);
-    set.remove(Signal::SIGSTOP);
-    let _ = set.thread_block();
+    // SAFETY: setting a disposition to SIG_IGN installs no handler code.
+    let _ = unsafe { signal(Signal::SIGCHLD, SigHandler::SigIgn) };
+    let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
     loop {
-        match set.wait() {
-            Ok(Signal::SIGCHLD) => {
-                while let Ok(status) =
-                    nix::sys::wait::waitpid(None, Some(nix::sys::wait::WaitPidFlag::WNOHANG))
-                {
-                    if status == nix::sys::wait::WaitStatus::StillAlive {
-                        break;
-                    }
-                }
-            }
-            Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) => std::process::exit(0),
-            _ => {}
-        }
+        nix::unistd::pause();
     }
 }
 

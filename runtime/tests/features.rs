@@ -309,23 +309,19 @@ fn pinned_pod_namespaces_are_joined_by_path() {
     struct Unpin(std::path::PathBuf);
     impl Drop for Unpin {
         fn drop(&mut self) {
-            let _ = berth_runtime::handler::unpin_namespaces(&self.0);
+            let _ = berth_runtime::pinns::unpin(&self.0);
         }
     }
     let _guard = Unpin(pin_dir.path().to_path_buf());
-    let opts = berth_runtime::namespaces::PinOptions {
-        net: true,
-        ipc: true,
-        uts: true,
-        hostname: Some("pod-host".into()),
-    };
-    let pinned = berth_runtime::handler::pin_namespaces(
-        std::path::Path::new(common::RUNTIME),
-        pin_dir.path(),
-        &opts,
-    )
-    .expect("pin");
-    let net = pinned.net.clone().expect("net");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_berth-pinns"))
+        .arg("--dir")
+        .arg(pin_dir.path())
+        .args(["--net", "--ipc", "--uts", "--hostname", "pod-host"])
+        .status()
+        .expect("run berth-pinns");
+    assert!(status.success(), "berth-pinns failed: {status}");
+    let pinned = |kind: &str| Some(pin_dir.path().join(kind));
+    let net = pin_dir.path().join("net");
     let mut b = Bundle::new(
         "pinned",
         &[
@@ -339,9 +335,9 @@ fn pinned_pod_namespaces_are_joined_by_path() {
         .expect("namespaces")
     {
         let path = match ns["type"].as_str().unwrap_or("") {
-            "network" => pinned.net.clone(),
-            "ipc" => pinned.ipc.clone(),
-            "uts" => pinned.uts.clone(),
+            "network" => pinned("net"),
+            "ipc" => pinned("ipc"),
+            "uts" => pinned("uts"),
             _ => None,
         };
         if let Some(p) = path {
@@ -360,7 +356,7 @@ fn pinned_pod_namespaces_are_joined_by_path() {
         lines[2], "unknown",
         "lo is up (operstate of lo reads unknown when up)"
     );
-    berth_runtime::handler::unpin_namespaces(pin_dir.path()).expect("unpin");
+    berth_runtime::pinns::unpin(pin_dir.path()).expect("unpin");
     assert!(!net.exists());
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     assert!(

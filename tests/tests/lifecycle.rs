@@ -789,3 +789,51 @@ async fn container_events_arrive_in_order() {
         .map(|e| e as i32)
     );
 }
+
+/// Regression: in a pod-shared PID namespace the killed exec was left a zombie of the pod init (critest's
+/// "execSync with timeout" runs `pgrep sleep` afterwards and wants nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_sync_timeout_leaves_no_zombie_in_a_shared_pid_namespace() {
+    let mut env = env().await;
+    let mut config = pod_config(&env, "sharedexec");
+    if let Some(ns) = config
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+        .and_then(|s| s.namespace_options.as_mut())
+    {
+        ns.pid = NamespaceMode::Pod as i32;
+    }
+    let id = env
+        .c
+        .runtime
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
+    let pod = (id, config);
+    let ctr = create_new(&mut env, &pod, ("app", &["tail", "-f", "/dev/null"]))
+        .await
+        .unwrap();
+    start(&mut env, &ctr).await;
+    let e = exec(&mut env, &ctr, &["sleep", "4321"], 1)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::DeadlineExceeded);
+    let mut left = String::new();
+    for _ in 0..50 {
+        let out = exec(&mut env, &ctr, &["sh", "-c", "pgrep sleep || true"], 10)
+            .await
+            .unwrap();
+        left = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if left.is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the timed-out sleep is still there (pid {left})");
+}

@@ -2,7 +2,7 @@
 //!
 //! Global flags (before the command): `--root DIR` (default `/run/berth-runtime`), `--log FILE`,
 //! `--log-format text|json`, `--systemd-cgroup`, `--debug`. Commands: `create`, `start`, `state`, `kill`, `delete`,
-//! `exec`, `update`, `ps`, `pause`, `resume`, `features`, `list`, and Berth's own `pin-ns` (pod namespaces). Errors go to stderr and, with `--log`, to the log file (one JSON object per line with
+//! `exec`, `update`, `ps`, `pause`, `resume`, `features`, `list`. Errors go to stderr and, with `--log`, to the log file (one JSON object per line with
 //! `--log-format json`, as runc writes them and the shim reads them back).
 
 mod create;
@@ -12,7 +12,6 @@ mod features;
 mod kill;
 mod list;
 mod pause;
-mod pin_ns;
 mod ps;
 mod start;
 mod state;
@@ -157,7 +156,6 @@ pub fn main(argv: Vec<String>) -> i32 {
         "features" => features::run(&g, rest),
         "list" => list::run(&g, rest),
         "update" => update::run(&g, rest),
-        "pin-ns" => pin_ns::run(&g, rest),
         "ps" => ps::run(&g, rest),
         "pause" => pause::run(&g, rest, true),
         "resume" => pause::run(&g, rest, false),
