@@ -565,6 +565,15 @@ impl Handler for OciHandler {
                         util::proc_start_time(pid).and_then(|t| util::pidfd_for(pid, t))
                 {
                     let _ = util::pidfd_send_signal(&fd, libc::SIGKILL);
+                    // Wait for it to die before its runtime parent does: it then dies a zombie of that parent and
+                    // is released with it, so a caller that looks right after the timeout finds it gone.
+                    let mut pfd = [libc::pollfd {
+                        fd: std::os::fd::AsRawFd::as_raw_fd(&fd),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    }];
+                    // SAFETY: poll on one valid pidfd we own, with a bounded timeout.
+                    unsafe { libc::poll(pfd.as_mut_ptr(), 1, 2000) };
                 }
                 let _ = child.kill();
                 break child.wait().ok();

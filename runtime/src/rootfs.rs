@@ -43,6 +43,9 @@ pub fn prepare(spec: &Spec, ctx: &Context) -> Result<()> {
         .unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
     // Make our copy of the host's mounts stop propagating back to the host.
     mount(NONE, "/", NONE, prop, NONE).map_err(sys("make / private"))?;
+    // With rootfsPropagation rshared the mount holding the rootfs is shared too, and pivot_root refuses a new root
+    // whose parent mount is shared (EINVAL): make just that one private before binding, as runc does.
+    make_parent_mount_private(ctx.rootfs)?;
     mount(
         Some(ctx.rootfs),
         ctx.rootfs,
@@ -343,6 +346,33 @@ fn dev_symlinks(rootfs: &Path) -> Result<()> {
             continue;
         }
         symlink(target, &p).map_err(io(format!("symlink {}", p.display())))?;
+    }
+    Ok(())
+}
+
+/// Makes the mount that holds `rootfs` (the rootfs itself when it is a mount point, as an overlay rootfs is) private
+/// when it is shared: it becomes the parent of the rootfs bind, and pivot_root refuses a shared parent.
+fn make_parent_mount_private(rootfs: &Path) -> Result<()> {
+    let parent = rootfs;
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(crate::error::io("read /proc/self/mountinfo"))?;
+    // The innermost mount whose mount point is an ancestor of (or equal to) the rootfs; later lines win ties.
+    let mut best: Option<(&str, bool)> = None;
+    for line in info.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let (Some(point), Some(sep)) = (fields.get(4), fields.iter().position(|f| *f == "-"))
+        else {
+            continue;
+        };
+        let under = parent.starts_with(point);
+        if under && best.is_none_or(|(b, _)| point.len() >= b.len()) {
+            let shared = fields[6..sep].iter().any(|f| f.starts_with("shared:"));
+            best = Some((point, shared));
+        }
+    }
+    if let Some((point, true)) = best {
+        mount(NONE, point, NONE, MsFlags::MS_PRIVATE, NONE)
+            .map_err(sys(format!("make {point} private")))?;
     }
     Ok(())
 }
