@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod kubelet;
+
 use anyhow::{Context, Result, bail};
 use berth_cri::client::Client;
 use nix::sys::signal::{Signal, kill};

@@ -5,34 +5,8 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use berth_cri::api::*;
-use berth_cri::client::Client;
-use berth_tests::{BusyboxRegistry, Daemon};
-
-struct Env {
-    c: Client,
-    d: Daemon,
-    reg: BusyboxRegistry,
-}
-
-async fn env() -> Env {
-    env_on(Daemon::start().await.unwrap()).await
-}
-
-async fn env_on(d: Daemon) -> Env {
-    let reg = BusyboxRegistry::start().unwrap();
-    let mut c = d.client().await.unwrap();
-    c.image
-        .pull_image(PullImageRequest {
-            image: Some(ImageSpec {
-                image: reg.reference.clone(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    Env { c, d, reg }
-}
+use berth_tests::Daemon;
+use berth_tests::kubelet::{Env, env, env_on};
 
 fn pod_config(name: &str, network: NamespaceMode, ports: Vec<PortMapping>) -> PodSandboxConfig {
     PodSandboxConfig {
@@ -126,16 +100,7 @@ async fn pod_with(
 }
 
 async fn exec(env: &mut Env, id: &str, cmd: &[&str]) -> ExecSyncResponse {
-    env.c
-        .runtime
-        .exec_sync(ExecSyncRequest {
-            container_id: id.into(),
-            cmd: cmd.iter().map(|s| s.to_string()).collect(),
-            timeout: 20,
-        })
-        .await
-        .unwrap()
-        .into_inner()
+    berth_tests::kubelet::exec(env, id, cmd, 20).await.unwrap()
 }
 
 const HTTPD: &[&str] = &[

@@ -5,100 +5,13 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use berth_cri::api::*;
-use berth_cri::client::Client;
-use berth_tests::{BusyboxRegistry, Daemon};
+use berth_tests::kubelet::{self, Env, env, run_pod};
 
-struct Env {
-    // Field order is drop order: the daemon (and the pods it cleans) before the registry.
-    c: Client,
-    d: Daemon,
-    reg: BusyboxRegistry,
-}
-
-async fn env() -> Env {
-    let reg = BusyboxRegistry::start().unwrap();
-    let d = Daemon::start().await.unwrap();
-    let mut c = d.client().await.unwrap();
-    c.image
-        .pull_image(PullImageRequest {
-            image: Some(ImageSpec {
-                image: reg.reference.clone(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    Env { c, d, reg }
-}
-
-fn pod_config(env: &Env, name: &str) -> PodSandboxConfig {
-    PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata {
-            name: name.into(),
-            uid: format!("uid-{name}"),
-            namespace: "default".into(),
-            attempt: 0,
-        }),
-        hostname: name.into(),
-        log_directory: env
-            .d
-            .dir
-            .path()
-            .join("logs")
-            .join(name)
-            .display()
-            .to_string(),
-        labels: HashMap::from([("app".into(), name.into())]),
-        // As the kubelet sends it: the pod's network and IPC, a PID namespace per container.
-        linux: Some(LinuxPodSandboxConfig {
-            security_context: Some(LinuxSandboxSecurityContext {
-                namespace_options: Some(NamespaceOption {
-                    network: NamespaceMode::Pod as i32,
-                    pid: NamespaceMode::Container as i32,
-                    ipc: NamespaceMode::Pod as i32,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-async fn run_pod(env: &mut Env, name: &str) -> (String, PodSandboxConfig) {
-    let config = pod_config(env, name);
-    let id = env
-        .c
-        .runtime
-        .run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(config.clone()),
-            runtime_handler: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .pod_sandbox_id;
-    (id, config)
-}
-
+/// The kubelet-shaped config, with an annotation to check the stats attributes carry it.
 fn container_config(env: &Env, name: &str, args: &[&str]) -> ContainerConfig {
-    ContainerConfig {
-        metadata: Some(ContainerMetadata {
-            name: name.into(),
-            attempt: 0,
-        }),
-        image: Some(ImageSpec {
-            image: env.reg.reference.clone(),
-            ..Default::default()
-        }),
-        command: args.iter().map(|s| s.to_string()).collect(),
-        log_path: format!("{name}.log"),
-        labels: HashMap::from([("container".into(), name.into())]),
-        annotations: HashMap::from([("note".into(), format!("{name}-note"))]),
-        ..Default::default()
-    }
+    let mut config = kubelet::container_config(env, name, args);
+    config.annotations = HashMap::from([("note".into(), format!("{name}-note"))]);
+    config
 }
 
 /// Creates and starts container `name` running `args` in `pod`.
@@ -114,39 +27,13 @@ async fn run_container(
 
 /// Creates and starts a container from `config` in `pod`.
 async fn run(env: &mut Env, pod: &(String, PodSandboxConfig), config: ContainerConfig) -> String {
-    let id = env
-        .c
-        .runtime
-        .create_container(CreateContainerRequest {
-            pod_sandbox_id: pod.0.clone(),
-            config: Some(config),
-            sandbox_config: Some(pod.1.clone()),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .container_id;
-    env.c
-        .runtime
-        .start_container(StartContainerRequest {
-            container_id: id.clone(),
-        })
-        .await
-        .unwrap();
+    let id = kubelet::create(env, pod, config).await.unwrap();
+    kubelet::start(env, &id).await;
     id
 }
 
 async fn exec(env: &mut Env, id: &str, cmd: &[&str]) -> ExecSyncResponse {
-    env.c
-        .runtime
-        .exec_sync(ExecSyncRequest {
-            container_id: id.into(),
-            cmd: cmd.iter().map(|s| s.to_string()).collect(),
-            timeout: 30,
-        })
-        .await
-        .unwrap()
-        .into_inner()
+    kubelet::exec(env, id, cmd, 20).await.unwrap()
 }
 
 async fn container_stats(env: &mut Env, id: &str) -> ContainerStats {
