@@ -1,6 +1,9 @@
 //! `hack/bench`: times CRI flows against Berth and, when installed, containerd, in one run, and prints medians
 //! and ratios. A benchmark, not a test: it passes or fails nothing.
 
+mod density;
+mod lifecycle;
+mod pods;
 mod pull;
 mod target;
 
@@ -26,6 +29,16 @@ enum Part {
         layers: usize,
         #[arg(long, default_value_t = 3)]
         runs: usize,
+    },
+    /// One pod at a time through RunPodSandbox, create+start, ExecSync, stop+remove container, stop+remove pod.
+    Lifecycle {
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+    },
+    /// Many pods with one sleeping container each: host memory and processes per pod.
+    Density {
+        #[arg(long, default_value_t = 100)]
+        pods: usize,
     },
 }
 
@@ -74,6 +87,8 @@ fn main() -> anyhow::Result<()> {
                 layers,
                 runs,
             } => pull::run(size_mb, layers, runs).await,
+            Part::Lifecycle { runs } => lifecycle::run(runs).await,
+            Part::Density { pods } => density::run(pods).await,
         }
     })
 }

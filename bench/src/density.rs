@@ -1,0 +1,215 @@
+//! Many pods with one sleeping container each: what each pod costs the host in memory and processes.
+//!
+//! A pod's processes are found from the outside, the same way for every runtime: the runtime's helper processes
+//! (those whose command line names the runtime's private directory: Berth's `berth-monitor`s, containerd's shims)
+//! and all their descendants. The apps (`sleep 3600`) are counted as processes but left out of the runtime's PSS.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use crate::pods::{Images, pod_config, remove_pod, run_pod, sleeper, start_container};
+use crate::target::Target;
+
+pub async fn run(pods: usize) -> Result<()> {
+    let images = Images::start()?;
+    println!("density: {pods} pods with one `sleep 3600` container each, per runtime in turn");
+    let mut results = Vec::new();
+    for name in Images::runtimes() {
+        let target = images.target(name).await?;
+        let r = measure(&target, &images, pods).await;
+        drop(target);
+        let r = r?;
+        println!(
+            "  {name:<11} {:>6.2} MiB MemAvailable/pod  {:>6.2} MiB runtime PSS/pod ({})  {:.1} processes/pod \
+             ({:.1} runtime + {:.1} app)  daemon PSS +{:.1} MiB  start {:.1} s  teardown {:.1} s",
+            r.mem_available_per_pod,
+            r.runtime_pss_per_pod,
+            r.runtime_comms,
+            r.runtime_procs + r.app_procs,
+            r.runtime_procs,
+            r.app_procs,
+            r.daemon_pss_delta,
+            r.start.as_secs_f64(),
+            r.teardown.as_secs_f64(),
+        );
+        results.push((name, r));
+    }
+    if let [(_, b), (_, c)] = &results[..] {
+        println!(
+            "  ratio containerd/berth (>1: berth uses less): MemAvailable {:.2}x, runtime PSS {:.2}x, \
+             processes {:.2}x",
+            c.mem_available_per_pod / b.mem_available_per_pod,
+            c.runtime_pss_per_pod / b.runtime_pss_per_pod,
+            (c.runtime_procs + c.app_procs) / (b.runtime_procs + b.app_procs),
+        );
+    }
+    Ok(())
+}
+
+struct Density {
+    mem_available_per_pod: f64,
+    runtime_pss_per_pod: f64,
+    runtime_comms: String,
+    runtime_procs: f64,
+    app_procs: f64,
+    daemon_pss_delta: f64,
+    start: Duration,
+    teardown: Duration,
+}
+
+async fn measure(target: &Target, images: &Images, n: usize) -> Result<Density> {
+    let mut c = target.client().await?;
+    let logs = target.dir().join("logs");
+    let daemon = target.pid().unwrap_or_default();
+    let container = sleeper(&images.busybox);
+    // One pod first so one-time costs (bridge, first-use caches) land outside the measurement.
+    let config = pod_config("warm", &logs)?;
+    let pod = run_pod(&mut c, &config).await?;
+    start_container(&mut c, &pod, &config, &container).await?;
+    remove_pod(&mut c, &pod).await?;
+
+    settle().await;
+    let avail_before = mem_available_kib()?;
+    let daemon_before = pss_kib(daemon);
+
+    let t = Instant::now();
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let config = pod_config(&format!("dense-{i}"), &logs)?;
+        let pod = run_pod(&mut c, &config).await?;
+        ids.push(pod.clone());
+        start_container(&mut c, &pod, &config, &container).await?;
+    }
+    let start = t.elapsed();
+
+    settle().await;
+    let avail_after = mem_available_kib()?;
+    let daemon_after = pss_kib(daemon);
+    let procs = pod_processes(&target.dir().to_string_lossy(), daemon);
+    let (apps, runtime): (Vec<_>, Vec<_>) = procs.iter().partition(|p| p.cmdline == "sleep 3600");
+    let mut comms: HashMap<&str, usize> = HashMap::new();
+    for p in &runtime {
+        *comms.entry(&p.comm).or_default() += 1;
+    }
+    let mut comms: Vec<_> = comms
+        .into_iter()
+        .map(|(k, v)| format!("{:.1} {k}", v as f64 / n as f64))
+        .collect();
+    comms.sort();
+
+    let t = Instant::now();
+    for pod in &ids {
+        remove_pod(&mut c, pod).await?;
+    }
+    let teardown = t.elapsed();
+    let left = pod_processes(&target.dir().to_string_lossy(), daemon).len();
+    anyhow::ensure!(
+        left == 0,
+        "{}: {left} pod processes left after teardown",
+        target.name
+    );
+
+    let per_pod = |kib: f64| kib / 1024.0 / n as f64;
+    Ok(Density {
+        mem_available_per_pod: per_pod(avail_before as f64 - avail_after as f64),
+        runtime_pss_per_pod: per_pod(runtime.iter().map(|p| p.pss_kib).sum::<u64>() as f64),
+        runtime_comms: comms.join(" + "),
+        runtime_procs: runtime.len() as f64 / n as f64,
+        app_procs: apps.len() as f64 / n as f64,
+        daemon_pss_delta: (daemon_after as f64 - daemon_before as f64) / 1024.0,
+        start,
+        teardown,
+    })
+}
+
+/// Lets exited processes be reaped and freed memory be returned before a reading.
+async fn settle() {
+    tokio::time::sleep(Duration::from_secs(3)).await;
+}
+
+fn mem_available_kib() -> Result<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo")?;
+    meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no MemAvailable in /proc/meminfo"))
+}
+
+/// Proportional set size of one process (0 when it is gone).
+fn pss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Pss:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+struct Proc {
+    comm: String,
+    cmdline: String,
+    pss_kib: u64,
+}
+
+/// The runtime's per-pod processes: those (other than the daemon) whose command line contains `dir`, and all
+/// their descendants.
+fn pod_processes(dir: &str, daemon: u32) -> Vec<Proc> {
+    let mut parent = HashMap::new();
+    let mut roots = Vec::new();
+    let mut info = HashMap::new();
+    for pid in std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+    {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`; comm may itself hold spaces and parentheses.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = stat[open + 1..close].to_string();
+        let ppid: u32 = stat[close + 1..]
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|b| {
+                String::from_utf8_lossy(&b)
+                    .replace('\0', " ")
+                    .trim()
+                    .to_string()
+            })
+            .unwrap_or_default();
+        if pid != daemon && cmdline.contains(dir) {
+            roots.push(pid);
+        }
+        parent.insert(pid, ppid);
+        info.insert(pid, (comm, cmdline));
+    }
+    let under_root = |mut pid: u32| {
+        while pid > 1 {
+            if roots.contains(&pid) {
+                return true;
+            }
+            pid = parent.get(&pid).copied().unwrap_or(0);
+        }
+        false
+    };
+    info.into_iter()
+        .filter(|(pid, _)| under_root(*pid))
+        .map(|(pid, (comm, cmdline))| Proc {
+            comm,
+            cmdline,
+            pss_kib: pss_kib(pid),
+        })
+        .collect()
+}

@@ -1,0 +1,115 @@
+//! One pod at a time through the whole kubelet flow, each step timed separately: medians per runtime and the
+//! containerd/berth ratio.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use berth_cri::api::{ExecSyncRequest, RemoveContainerRequest, StopContainerRequest};
+
+use crate::Stats;
+use crate::pods::{Images, pod_config, remove_pod, run_pod, sleeper, start_container};
+
+const STEPS: [&str; 5] = [
+    "RunPodSandbox",
+    "CreateContainer+StartContainer",
+    "ExecSync (true)",
+    "StopContainer+RemoveContainer",
+    "StopPodSandbox+RemovePodSandbox",
+];
+
+pub async fn run(runs: usize) -> Result<()> {
+    let images = Images::start()?;
+    println!(
+        "lifecycle: {runs} runs per runtime after 1 warm-up, median wall-clock ms per CRI step \
+         (StopContainer timeout 0: `sleep` as PID 1 ignores SIGTERM)"
+    );
+    let mut results = Vec::new();
+    for name in Images::runtimes() {
+        let target = images.target(name).await?;
+        let mut c = target.client().await?;
+        let logs = target.dir().join("logs");
+        let mut stats: [Stats; 5] = Default::default();
+        for i in 0..=runs {
+            let config = pod_config(&format!("life-{i}"), &logs)?;
+            let mut times = [Default::default(); 5];
+
+            let t = Instant::now();
+            let pod = run_pod(&mut c, &config).await?;
+            times[0] = t.elapsed();
+
+            let t = Instant::now();
+            let ctr = start_container(&mut c, &pod, &config, &sleeper(&images.busybox)).await?;
+            times[1] = t.elapsed();
+
+            let t = Instant::now();
+            let exec = c
+                .runtime
+                .exec_sync(ExecSyncRequest {
+                    container_id: ctr.clone(),
+                    cmd: vec!["true".into()],
+                    timeout: 10,
+                })
+                .await?
+                .into_inner();
+            times[2] = t.elapsed();
+            anyhow::ensure!(
+                exec.exit_code == 0,
+                "{name}: exec `true` exited {}",
+                exec.exit_code
+            );
+
+            let t = Instant::now();
+            c.runtime
+                .stop_container(StopContainerRequest {
+                    container_id: ctr.clone(),
+                    timeout: 0,
+                })
+                .await?;
+            c.runtime
+                .remove_container(RemoveContainerRequest { container_id: ctr })
+                .await?;
+            times[3] = t.elapsed();
+
+            let t = Instant::now();
+            remove_pod(&mut c, &pod).await?;
+            times[4] = t.elapsed();
+
+            // The first run pays for first-time work (bridge creation, caches); leave it out.
+            if i > 0 {
+                for (s, t) in stats.iter_mut().zip(times) {
+                    s.push(t);
+                }
+            }
+        }
+        println!("  {name}:");
+        for (step, s) in STEPS.iter().zip(&stats) {
+            println!("    {step:<33} {:>7.1}   (runs: {})", ms(s), s.list());
+        }
+        results.push((name, stats));
+        drop(target);
+    }
+    if let [(_, berth), (_, containerd)] = &results[..] {
+        println!(
+            "  {:<33} {:>9} {:>11} {:>7}",
+            "median ms", "berth", "containerd", "ratio"
+        );
+        let (mut sb, mut sc) = (0.0, 0.0);
+        for ((step, b), c) in STEPS.iter().zip(berth).zip(containerd) {
+            let (b, c) = (ms(b), ms(c));
+            sb += b;
+            sc += c;
+            println!("  {step:<33} {b:>9.1} {c:>11.1} {:>6.2}x", c / b);
+        }
+        println!(
+            "  {:<33} {sb:>9.1} {sc:>11.1} {:>6.2}x",
+            "sum of medians",
+            sc / sb
+        );
+        println!("  (ratio = containerd/berth: >1 means berth is faster)");
+    }
+    Ok(())
+}
+
+fn ms(s: &Stats) -> f64 {
+    s.median().as_secs_f64() * 1e3
+}
