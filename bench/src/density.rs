@@ -22,9 +22,10 @@ pub async fn run(pods: usize) -> Result<()> {
         drop(target);
         let r = r?;
         println!(
-            "  {name:<11} {:>6.2} MiB MemAvailable/pod  {:>6.2} MiB runtime PSS/pod ({})  {:.1} processes/pod \
+            "  {name:<11} {:>6.2} MiB MemAvailable/pod (uncorrected {:.2})  {:>6.2} MiB runtime PSS/pod ({})  {:.1} processes/pod \
              ({:.1} runtime + {:.1} app)  daemon PSS +{:.1} MiB  start {:.1} s  teardown {:.1} s",
             r.mem_available_per_pod,
+            r.mem_available_raw,
             r.runtime_pss_per_pod,
             r.runtime_comms,
             r.runtime_procs + r.app_procs,
@@ -50,6 +51,7 @@ pub async fn run(pods: usize) -> Result<()> {
 
 struct Density {
     mem_available_per_pod: f64,
+    mem_available_raw: f64,
     runtime_pss_per_pod: f64,
     runtime_comms: String,
     runtime_procs: f64,
@@ -104,6 +106,8 @@ async fn measure(target: &Target, images: &Images, n: usize) -> Result<Density> 
         remove_pod(&mut c, pod).await?;
     }
     let teardown = t.elapsed();
+    settle().await;
+    let avail_end = mem_available_kib()?;
     let left = pod_processes(&target.dir().to_string_lossy(), daemon).len();
     anyhow::ensure!(
         left == 0,
@@ -113,7 +117,12 @@ async fn measure(target: &Target, images: &Images, n: usize) -> Result<Density> 
 
     let per_pod = |kib: f64| kib / 1024.0 / n as f64;
     Ok(Density {
-        mem_available_per_pod: per_pod(avail_before as f64 - avail_after as f64),
+        // Other work on the host moves MemAvailable too: measure against the mean of the readings taken before
+        // the pods started and after they were removed, which cancels a steady drift.
+        mem_available_per_pod: per_pod(
+            (avail_before + avail_end) as f64 / 2.0 - avail_after as f64,
+        ),
+        mem_available_raw: per_pod(avail_before as f64 - avail_after as f64),
         runtime_pss_per_pod: per_pod(runtime.iter().map(|p| p.pss_kib).sum::<u64>() as f64),
         runtime_comms: comms.join(" + "),
         runtime_procs: runtime.len() as f64 / n as f64,

@@ -4,7 +4,10 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use berth_cri::api::{ExecSyncRequest, RemoveContainerRequest, StopContainerRequest};
+use berth_cri::api::{
+    ExecSyncRequest, PodSandboxStatusRequest, RemoveContainerRequest, StopContainerRequest,
+};
+use berth_cri::client::Client;
 
 use crate::Stats;
 use crate::pods::{Images, pod_config, remove_pod, run_pod, sleeper, start_container};
@@ -36,6 +39,12 @@ pub async fn run(runs: usize) -> Result<()> {
             let t = Instant::now();
             let pod = run_pod(&mut c, &config).await?;
             times[0] = t.elapsed();
+            if i == 0 {
+                // Both runtimes must do the same job: a pod network with an address from the private bridge.
+                let ip = pod_ip(&mut c, &pod).await?;
+                anyhow::ensure!(!ip.is_empty(), "{name}: the pod got no IP");
+                println!("  {name}: pods get IPs such as {ip}");
+            }
 
             let t = Instant::now();
             let ctr = start_container(&mut c, &pod, &config, &sleeper(&images.busybox)).await?;
@@ -112,4 +121,20 @@ pub async fn run(runs: usize) -> Result<()> {
 
 fn ms(s: &Stats) -> f64 {
     s.median().as_secs_f64() * 1e3
+}
+
+async fn pod_ip(c: &mut Client, pod: &str) -> Result<String> {
+    let status = c
+        .runtime
+        .pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: pod.into(),
+            verbose: false,
+        })
+        .await?
+        .into_inner();
+    Ok(status
+        .status
+        .and_then(|s| s.network)
+        .map(|n| n.ip)
+        .unwrap_or_default())
 }
