@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::pods::{Images, pod_config, remove_pod, run_pod, sleeper, start_container};
+use crate::pods::{Images, PAUSE, pod_config, remove_pod, run_pod, sleeper, start_container};
 use crate::target::Target;
 
 pub async fn run(pods: usize) -> Result<()> {
@@ -93,7 +93,8 @@ async fn measure(target: &Target, images: &Images, n: usize) -> Result<Density> 
     let (apps, runtime): (Vec<_>, Vec<_>) = procs.iter().partition(|p| p.cmdline == "sleep 3600");
     let mut comms: HashMap<&str, usize> = HashMap::new();
     for p in &runtime {
-        *comms.entry(&p.comm).or_default() += 1;
+        let comm = if p.cmdline == PAUSE { "pause" } else { &p.comm };
+        *comms.entry(comm).or_default() += 1;
     }
     let mut comms: Vec<_> = comms
         .into_iter()

@@ -80,7 +80,7 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async {
+    let part = async {
         match cli.part {
             Part::Pull {
                 size_mb,
@@ -89,6 +89,13 @@ fn main() -> anyhow::Result<()> {
             } => pull::run(size_mb, layers, runs).await,
             Part::Lifecycle { runs } => lifecycle::run(runs).await,
             Part::Density { pods } => density::run(pods).await,
+        }
+    };
+    // On Ctrl-C the part's future is dropped, and with it every daemon, pod and registry it started.
+    rt.block_on(async {
+        tokio::select! {
+            result = part => result,
+            _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; cleaned up"),
         }
     })
 }

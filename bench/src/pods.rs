@@ -17,6 +17,9 @@ use berth_testkit::{Format, ImageBuilder, Pusher, Registry, busybox, busybox_bas
 use crate::berth_bin;
 use crate::target::{Target, containerd_installed};
 
+/// The pause image's command line.
+pub const PAUSE: &str = "/bin/busybox sleep 2147483647";
+
 /// A registry on loopback with `bench/busybox:latest` and `bench/pause:latest` (busybox-static sleeping for ever,
 /// standing in for registry.k8s.io/pause, which containerd needs for every pod; Berth needs none).
 pub struct Images {
@@ -30,7 +33,7 @@ impl Images {
         let registry = Registry::start().map_err(|e| anyhow!("starting registry: {e}"))?;
         let pause = ImageBuilder::new(Format::Oci)
             .layers(busybox_base_layers())
-            .entrypoint(&["/bin/busybox", "sleep", "2147483647"])
+            .entrypoint(&PAUSE.split(' ').collect::<Vec<_>>())
             .build()
             .map_err(|e| anyhow!("{e}"))?;
         let pusher = Pusher::new(&registry);
