@@ -12,41 +12,69 @@ use anyhow::Result;
 use crate::pods::{Images, PAUSE, pod_config, remove_pod, run_pod, sleeper, start_container};
 use crate::target::Target;
 
-pub async fn run(pods: usize) -> Result<()> {
+pub async fn run(pods: usize, rounds: usize) -> Result<()> {
     let images = Images::start()?;
-    println!("density: {pods} pods with one `sleep 3600` container each, per runtime in turn");
-    let mut results = Vec::new();
-    for name in Images::runtimes() {
-        let target = images.target(name).await?;
-        let r = measure(&target, &images, pods).await;
-        drop(target);
-        let r = r?;
-        println!(
-            "  {name:<11} {:>6.2} MiB MemAvailable/pod (uncorrected {:.2})  {:>6.2} MiB runtime PSS/pod ({})  {:.1} processes/pod \
-             ({:.1} runtime + {:.1} app)  daemon PSS +{:.1} MiB  start {:.1} s  teardown {:.1} s",
-            r.mem_available_per_pod,
-            r.mem_available_raw,
-            r.runtime_pss_per_pod,
-            r.runtime_comms,
-            r.runtime_procs + r.app_procs,
-            r.runtime_procs,
-            r.app_procs,
-            r.daemon_pss_delta,
-            r.start.as_secs_f64(),
-            r.teardown.as_secs_f64(),
-        );
-        results.push((name, r));
+    println!(
+        "density: {pods} pods with one `sleep 3600` container each; {rounds} rounds, the runtimes in turn in each"
+    );
+    let names = Images::runtimes();
+    let mut results: Vec<Vec<Density>> = names.iter().map(|_| Vec::new()).collect();
+    for round in 1..=rounds {
+        for (name, results) in names.iter().zip(&mut results) {
+            let target = images.target(name).await?;
+            let r = measure(&target, &images, pods).await;
+            drop(target);
+            let r = r?;
+            println!(
+                "  {round} {name:<11} {:>5.2} MiB MemAvailable/pod (uncorrected {:.2})  {:.2} MiB runtime PSS/pod \
+                 ({})  {:.1} processes/pod ({:.1} runtime + {:.1} app)  daemon PSS +{:.1} MiB  start {:.1} s  \
+                 teardown {:.1} s",
+                r.mem_available_per_pod,
+                r.mem_available_raw,
+                r.runtime_pss_per_pod,
+                r.runtime_comms,
+                r.runtime_procs + r.app_procs,
+                r.runtime_procs,
+                r.app_procs,
+                r.daemon_pss_delta,
+                r.start.as_secs_f64(),
+                r.teardown.as_secs_f64(),
+            );
+            results.push(r);
+        }
     }
-    if let [(_, b), (_, c)] = &results[..] {
+    // Medians over the rounds: other work on the host moves MemAvailable by hundreds of MiB at times.
+    let medians: Vec<[f64; 3]> = results
+        .iter()
+        .map(|rs| {
+            [
+                median(rs.iter().map(|r| r.mem_available_per_pod)),
+                median(rs.iter().map(|r| r.runtime_pss_per_pod)),
+                median(rs.iter().map(|r| r.runtime_procs + r.app_procs)),
+            ]
+        })
+        .collect();
+    println!("  median over rounds     MemAvailable MiB/pod  runtime PSS MiB/pod  processes/pod");
+    for (name, m) in names.iter().zip(&medians) {
+        println!("  {name:<22} {:>20.2} {:>20.2} {:>14.1}", m[0], m[1], m[2]);
+    }
+    if let [b, c] = &medians[..] {
         println!(
-            "  ratio containerd/berth (>1: berth uses less): MemAvailable {:.2}x, runtime PSS {:.2}x, \
-             processes {:.2}x",
-            c.mem_available_per_pod / b.mem_available_per_pod,
-            c.runtime_pss_per_pod / b.runtime_pss_per_pod,
-            (c.runtime_procs + c.app_procs) / (b.runtime_procs + b.app_procs),
+            "  {:<22} {:>19.2}x {:>19.2}x {:>13.2}x",
+            "ratio containerd/berth",
+            c[0] / b[0],
+            c[1] / b[1],
+            c[2] / b[2]
         );
+        println!("  (ratio >1 means berth uses less)");
     }
     Ok(())
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 struct Density {

@@ -39,6 +39,9 @@ enum Part {
     Density {
         #[arg(long, default_value_t = 100)]
         pods: usize,
+        /// Rounds (each runtime once per round); medians are reported.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
 }
 
@@ -88,7 +91,7 @@ fn main() -> anyhow::Result<()> {
                 runs,
             } => pull::run(size_mb, layers, runs).await,
             Part::Lifecycle { runs } => lifecycle::run(runs).await,
-            Part::Density { pods } => density::run(pods).await,
+            Part::Density { pods, rounds } => density::run(pods, rounds).await,
         }
     };
     // On Ctrl-C the part's future is dropped, and with it every daemon, pod and registry it started.
