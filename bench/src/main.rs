@@ -1,6 +1,9 @@
 //! `hack/bench`: times CRI flows against Berth and, when installed, containerd, in one run, and prints medians
 //! and ratios. A benchmark, not a test: it passes or fails nothing.
 
+mod density;
+mod lifecycle;
+mod pods;
 mod pull;
 mod target;
 
@@ -26,6 +29,19 @@ enum Part {
         layers: usize,
         #[arg(long, default_value_t = 3)]
         runs: usize,
+    },
+    /// One pod at a time through RunPodSandbox, create+start, ExecSync, stop+remove container, stop+remove pod.
+    Lifecycle {
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+    },
+    /// Many pods with one sleeping container each: host memory and processes per pod.
+    Density {
+        #[arg(long, default_value_t = 100)]
+        pods: usize,
+        /// Rounds (each runtime once per round); medians are reported.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
 }
 
@@ -67,13 +83,22 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async {
+    let part = async {
         match cli.part {
             Part::Pull {
                 size_mb,
                 layers,
                 runs,
             } => pull::run(size_mb, layers, runs).await,
+            Part::Lifecycle { runs } => lifecycle::run(runs).await,
+            Part::Density { pods, rounds } => density::run(pods, rounds).await,
+        }
+    };
+    // On Ctrl-C the part's future is dropped, and with it every daemon, pod and registry it started.
+    rt.block_on(async {
+        tokio::select! {
+            result = part => result,
+            _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted; cleaned up"),
         }
     })
 }

@@ -70,7 +70,7 @@ pub async fn run(size_mb: usize, layers: usize, runs: usize) -> Result<()> {
             // A fresh daemon and root every run: a cold pull, nothing cached.
             let target = match name {
                 "berth" => Target::berth(&berth_bin()).await?,
-                _ => Target::containerd(&registry.host()).await?,
+                _ => Target::containerd(&registry.host(), None).await?,
             };
             let mut c = target.client().await?;
             let started = Instant::now();

@@ -1,31 +1,47 @@
-//! A CRI runtime under measurement, started on a private root so runs never share state.
+//! A CRI runtime under measurement, started on a private root, socket and pod network so runs never share state
+//! and no pod traffic leaves the machine (a bridge and /24 of its own, no masquerade).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use berth_cri::api::{ListPodSandboxRequest, RemovePodSandboxRequest, StopPodSandboxRequest};
 use berth_cri::client::Client;
 
-/// One daemon on a private directory; stopped and removed on drop.
+/// One daemon on a private directory; on drop its pods are removed, the daemon stopped, leftover mounts under its
+/// directory detached, its bridge deleted and the directory removed.
 pub struct Target {
+    pub name: &'static str,
     pub socket: PathBuf,
-    child: Child,
-    _dir: tempfile::TempDir,
+    bridge: String,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+/// A bridge name and /24 unique to this bench process and runtime (`salt` tells the runtimes apart).
+fn private_net(salt: u32) -> (String, String) {
+    let pid = std::process::id();
+    (
+        format!("bb{salt}{pid:x}"),
+        format!("10.{}.{}.0/24", 240 + salt, pid % 250),
+    )
 }
 
 impl Target {
-    /// Berth on its defaults, with `127.0.0.1:*` registries reachable over http (always true for loopback).
+    /// Berth on its defaults, except for private paths and a private default pod network (its own plugins).
     pub async fn berth(bin: &Path) -> Result<Target> {
-        let dir = tempfile::Builder::new()
-            .prefix("bench-berth-")
-            .tempdir_in("/var/tmp")?;
+        // Short: a monitor's socket path (`<state>/containers/<64-hex id>/attach.sock`) must fit in 107 bytes.
+        let dir = tempfile::Builder::new().prefix("bb-").tempdir_in("/tmp")?;
+        let (bridge, subnet) = private_net(0);
+        let d = dir.path().display().to_string();
         let config = dir.path().join("config.toml");
         std::fs::write(
             &config,
             format!(
-                "root = \"{0}/root\"\nstate = \"{0}/state\"\nsocket = \"{0}/berth.sock\"\nlog_level = \"warn\"\n",
-                dir.path().display()
+                "root = \"{d}/root\"\nstate = \"{d}/s\"\nsocket = \"{d}/berth.sock\"\nlog_level = \"warn\"\n\n\
+                 [cni]\nconf_dir = \"{d}/net.d\"\n\n\
+                 [cni.default_network]\nbridge = \"{bridge}\"\nsubnet = \"{subnet}\"\nip_masq = false\n"
             ),
         )?;
         let child = Command::new(bin)
@@ -37,14 +53,15 @@ impl Target {
             .stderr(std::fs::File::create(dir.path().join("log"))?)
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
-        Self::ready("berth", dir, "berth.sock", child).await
+        Self::ready("berth", dir, "berth.sock", bridge, child).await
     }
 
-    /// containerd 1.6's CRI plugin on a private root; `registry` (host:port) is pulled from over plain http.
-    pub async fn containerd(registry: &str) -> Result<Target> {
-        let dir = tempfile::Builder::new()
-            .prefix("bench-containerd-")
-            .tempdir_in("/var/tmp")?;
+    /// containerd 1.6's CRI plugin (runc) on a private root; `registry` (host:port) is pulled from over plain http.
+    /// `sandbox_image` is its pause image; pods get the reference bridge + host-local + portmap plugins (and
+    /// containerd's own loopback), like Berth's default network.
+    pub async fn containerd(registry: &str, sandbox_image: Option<&str>) -> Result<Target> {
+        let dir = tempfile::Builder::new().prefix("bc-").tempdir_in("/tmp")?;
+        let (bridge, subnet) = private_net(1);
         let d = dir.path().display().to_string();
         let hosts = dir.path().join("certs.d").join(registry);
         std::fs::create_dir_all(&hosts)?;
@@ -54,6 +71,19 @@ impl Target {
                 "server = \"http://{registry}\"\n[host.\"http://{registry}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
             ),
         )?;
+        std::fs::create_dir_all(dir.path().join("net.d"))?;
+        let conflist = format!(
+            r#"{{"cniVersion": "1.0.0", "name": "bench", "plugins": [
+  {{"type": "bridge", "bridge": "{bridge}", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+    "ipam": {{"type": "host-local", "ranges": [[{{"subnet": "{subnet}"}}]], "routes": [{{"dst": "0.0.0.0/0"}}],
+             "dataDir": "{d}/cni-networks"}}}},
+  {{"type": "portmap", "capabilities": {{"portMappings": true}}}}
+]}}"#
+        );
+        std::fs::write(dir.path().join("net.d/10-bench.conflist"), conflist)?;
+        let sandbox = sandbox_image
+            .map(|i| format!("  sandbox_image = \"{i}\"\n"))
+            .unwrap_or_default();
         std::fs::write(
             dir.path().join("config.toml"),
             format!(
@@ -62,6 +92,10 @@ root = "{d}/root"
 state = "{d}/state"
 [grpc]
   address = "{d}/containerd.sock"
+[plugins."io.containerd.grpc.v1.cri"]
+{sandbox}  stream_server_port = "0"
+  # Root lacks CAP_SYS_RESOURCE here: never ask for a lower oom_score_adj than containerd's own.
+  restrict_oom_score_adj = true
 [plugins."io.containerd.grpc.v1.cri".registry]
   config_path = "{d}/certs.d"
 [plugins."io.containerd.grpc.v1.cri".cni]
@@ -78,36 +112,40 @@ state = "{d}/state"
             .stderr(std::fs::File::create(dir.path().join("log"))?)
             .spawn()
             .context("starting containerd")?;
-        Self::ready("containerd", dir, "containerd.sock", child).await
+        Self::ready("containerd", dir, "containerd.sock", bridge, child).await
     }
 
     async fn ready(
         name: &'static str,
         dir: tempfile::TempDir,
         sock: &str,
-        mut child: Child,
+        bridge: String,
+        child: Child,
     ) -> Result<Target> {
-        let socket = dir.path().join(sock);
+        // From here on, Drop cleans up whatever happens.
+        let mut target = Target {
+            name,
+            socket: dir.path().join(sock),
+            bridge,
+            child: Some(child),
+            dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(status) = child.try_wait()? {
-                let log = std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
-                bail!("{name} exited with {status}:\n{log}");
+            if let Some(status) = target.child.as_mut().and_then(|c| c.try_wait().ok()?) {
+                target.child = None;
+                bail!("{name} exited with {status}:\n{}", target.log());
             }
-            if let Ok(mut c) = Client::connect(&socket).await
+            if let Ok(mut c) = Client::connect(&target.socket).await
                 && c.image
                     .image_fs_info(berth_cri::api::ImageFsInfoRequest {})
                     .await
                     .is_ok()
             {
-                return Ok(Target {
-                    socket,
-                    child,
-                    _dir: dir,
-                });
+                return Ok(target);
             }
             if Instant::now() > deadline {
-                bail!("{name} did not answer on {}", socket.display());
+                bail!("{name} did not answer on {}", target.socket.display());
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -116,21 +154,105 @@ state = "{d}/state"
     pub async fn client(&self) -> Result<Client> {
         Ok(Client::connect(&self.socket).await?)
     }
-}
 
-impl Drop for Target {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+    /// The private directory: every path the daemon and its per-pod processes use contains it.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    }
+
+    /// Stops and removes every pod (and so every container) through the CRI. Runs on a thread of its own: Drop
+    /// may run inside a tokio runtime.
+    fn remove_all_pods(&self) {
+        let socket = self.socket.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                let Ok(mut c) = Client::connect(&socket).await else {
+                    return;
+                };
+                let Ok(pods) = c
+                    .runtime
+                    .list_pod_sandbox(ListPodSandboxRequest::default())
+                    .await
+                else {
+                    return;
+                };
+                for p in pods.into_inner().items {
+                    let id = p.id;
+                    let _ = c
+                        .runtime
+                        .stop_pod_sandbox(StopPodSandboxRequest {
+                            pod_sandbox_id: id.clone(),
+                        })
+                        .await;
+                    let _ = c
+                        .runtime
+                        .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id })
+                        .await;
+                }
+            })
+        })
+        .join();
+    }
+
+    fn stop_daemon(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
+            if let Ok(Some(_)) = child.try_wait() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Detaches whatever is still mounted under the private directory (a last resort after a failure).
+    fn sweep_mounts(&self) {
+        let root = self.dir.path().to_string_lossy().into_owned();
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut targets: Vec<&str> = mountinfo
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(4))
+            .filter(|m| m.starts_with(&root))
+            .collect();
+        targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+        for t in targets {
+            let _ = nix::mount::umount2(t, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.remove_all_pods();
+        }
+        self.stop_daemon();
+        self.sweep_mounts();
+        // Links outlive the daemon that made them.
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
