@@ -534,6 +534,18 @@ async fn pod_stats_count_network_traffic_processes_and_metrics_use_cadvisor_name
     );
     find("container_cpu_usage_seconds_total");
     find("container_fs_usage_bytes");
+    // Threads, descriptors and times read live from the cgroup's processes; the spec from the container's config.
+    let procs = value(&find("container_processes").value);
+    assert!(value(&find("container_threads").value) >= procs);
+    assert!(value(&find("container_file_descriptors").value) >= procs);
+    find("container_sockets");
+    find("container_memory_kernel_usage");
+    let seen = value(&find("container_last_seen").value);
+    let started = value(&find("container_start_time_seconds").value);
+    assert!(started > 0 && started <= seen, "{started} {seen}");
+    assert!(value(&find("container_spec_cpu_period").value) > 0);
+    assert!(value(&find("container_spec_cpu_shares").value) > 0);
+    find("container_spec_memory_swap_limit_bytes");
 
     let pages = collect(
         env.c

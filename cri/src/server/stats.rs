@@ -13,7 +13,9 @@
 //!   namespace (a thread may switch its own network namespace; it exits afterwards, so the switch never leaks into
 //!   a thread the daemon reuses).
 //! * Metrics: the same figures under cAdvisor's names, with containerd's label keys (`id`, `name`, plus
-//!   `interface` or `device`).
+//!   `interface` or `device`; block I/O per device adds cAdvisor's `major`, `minor`, `operation`). Block I/O,
+//!   kernel memory, threads and the open descriptors and sockets of the cgroup's processes come from the cgroup
+//!   too; the `container_spec_*` CPU period, shares and swap limit from the container's CRI config.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -239,6 +241,8 @@ struct ContainerSample {
     stats: ContainerStats,
     cgroup: Option<Stats>,
     layer: Option<berth_snapshotter::Usage>,
+    /// When the process started (ns since the epoch), 0 if it never did.
+    started_at: i64,
 }
 
 /// What one pass over a pod gathers.
@@ -367,6 +371,12 @@ impl Berth {
                         if let Some(u) = c.layer {
                             m.extend(fs_metrics(u, fs_stat.as_ref(), at, &labels, &fs));
                         }
+                        let started = if c.started_at > 0 {
+                            c.started_at
+                        } else {
+                            rec.created_at
+                        };
+                        m.extend(spec_metrics(&rec.config(), started, at, &labels));
                         ContainerMetrics {
                             container_id: rec.id.clone(),
                             metrics: m,
@@ -425,9 +435,15 @@ impl Berth {
     /// Stats of one container; blocking. CPU and memory only while it runs (its cgroup is gone once it exits).
     fn sample_container(&self, rec: &ContainerRecord) -> ContainerSample {
         let config = rec.config();
-        let cgroup = self.runtimes.get(&rec.handler).and_then(|h| {
-            let running = h.state(&rec.id).ok()?.phase == Phase::Running;
-            running.then(|| h.stats(&rec.id).ok()).flatten()
+        let state = self
+            .runtimes
+            .get(&rec.handler)
+            .and_then(|h| h.state(&rec.id).ok().map(|st| (h, st)));
+        let started_at = state.as_ref().map_or(0, |(_, st)| st.started_at as i64);
+        let cgroup = state.and_then(|(h, st)| {
+            (st.phase == Phase::Running)
+                .then(|| h.stats(&rec.id).ok())
+                .flatten()
         });
         let at = now_nanos();
         let layer = (rec.state != RecState::Creating)
@@ -463,6 +479,7 @@ impl Berth {
             stats,
             cgroup,
             layer,
+            started_at,
         }
     }
 
@@ -554,6 +571,25 @@ impl Berth {
             sum.page_faults += s.page_faults;
             sum.major_page_faults += s.major_page_faults;
             sum.processes += s.processes;
+            sum.memory_kernel_bytes += s.memory_kernel_bytes;
+            sum.threads += s.threads;
+            sum.file_descriptors += s.file_descriptors;
+            sum.sockets += s.sockets;
+            for d in &s.blkio {
+                match sum
+                    .blkio
+                    .iter_mut()
+                    .find(|x| x.major == d.major && x.minor == d.minor)
+                {
+                    Some(x) => {
+                        x.read_bytes += d.read_bytes;
+                        x.write_bytes += d.write_bytes;
+                        x.reads += d.reads;
+                        x.writes += d.writes;
+                    }
+                    None => sum.blkio.push(*d),
+                }
+            }
         }
         sum
     }
@@ -567,6 +603,7 @@ enum Extra {
     Interface,
     Device,
     Failure,
+    Blkio,
 }
 
 /// A metric Berth reports: cAdvisor's name and help, containerd's label keys.
@@ -584,6 +621,7 @@ impl Desc {
             Extra::Interface => keys.push("interface"),
             Extra::Device => keys.push("device"),
             Extra::Failure => keys.extend(["failure_type", "scope"]),
+            Extra::Blkio => keys.extend(["device", "major", "minor", "operation"]),
         }
         keys
     }
@@ -593,7 +631,7 @@ const fn d(name: &'static str, help: &'static str, extra: Extra) -> Desc {
     Desc { name, help, extra }
 }
 
-/// Every metric [`cgroup_metrics`], [`network_metrics`] and [`fs_metrics`] emit, and nothing else.
+/// Every metric [`cgroup_metrics`], [`network_metrics`], [`fs_metrics`] and [`spec_metrics`] emit, and nothing else.
 const DESCRIPTORS: &[Desc] = &[
     d(
         "container_cpu_usage_seconds_total",
@@ -756,6 +794,76 @@ const DESCRIPTORS: &[Desc] = &[
         "Number of bytes that can be consumed by the container on this filesystem.",
         Extra::Device,
     ),
+    d(
+        "container_fs_reads_bytes_total",
+        "Cumulative count of bytes read.",
+        Extra::Device,
+    ),
+    d(
+        "container_fs_reads_total",
+        "Cumulative count of reads completed.",
+        Extra::Device,
+    ),
+    d(
+        "container_fs_writes_bytes_total",
+        "Cumulative count of bytes written.",
+        Extra::Device,
+    ),
+    d(
+        "container_fs_writes_total",
+        "Cumulative count of writes completed.",
+        Extra::Device,
+    ),
+    d(
+        "container_blkio_device_usage_total",
+        "Blkio Device bytes usage.",
+        Extra::Blkio,
+    ),
+    d(
+        "container_memory_kernel_usage",
+        "Size of kernel memory allocated in bytes.",
+        Extra::None,
+    ),
+    d(
+        "container_threads",
+        "Number of threads running inside the container.",
+        Extra::None,
+    ),
+    d(
+        "container_file_descriptors",
+        "Number of open file descriptors for the container.",
+        Extra::None,
+    ),
+    d(
+        "container_sockets",
+        "Number of open sockets for the container.",
+        Extra::None,
+    ),
+    d(
+        "container_last_seen",
+        "Last time a container was seen by the exporter.",
+        Extra::None,
+    ),
+    d(
+        "container_start_time_seconds",
+        "Start time of the container since unix epoch in seconds.",
+        Extra::None,
+    ),
+    d(
+        "container_spec_cpu_period",
+        "CPU period of the container.",
+        Extra::None,
+    ),
+    d(
+        "container_spec_cpu_shares",
+        "CPU share of the container.",
+        Extra::None,
+    ),
+    d(
+        "container_spec_memory_swap_limit_bytes",
+        "Memory swap limit for the container.",
+        Extra::None,
+    ),
 ];
 
 fn metric(name: &str, kind: MetricType, at: i64, labels: &[&str], value: u64) -> Metric {
@@ -838,6 +946,15 @@ fn cgroup_metrics(s: &Stats, at: i64, labels: &[&str]) -> Vec<Metric> {
         ),
         ("container_processes", Gauge, s.processes),
         ("container_threads_max", Gauge, s.pids_limit.unwrap_or(0)),
+        (
+            "container_memory_kernel_usage",
+            Gauge,
+            s.memory_kernel_bytes,
+        ),
+        ("container_threads", Gauge, s.threads),
+        ("container_file_descriptors", Gauge, s.file_descriptors),
+        ("container_sockets", Gauge, s.sockets),
+        ("container_last_seen", Gauge, at.max(0) as u64 / NS_PER_S),
     ];
     if let Some(swap) = s.swap_usage_bytes {
         v.push(("container_memory_swap", Gauge, swap));
@@ -860,7 +977,77 @@ fn cgroup_metrics(s: &Stats, at: i64, labels: &[&str]) -> Vec<Metric> {
             val,
         ));
     }
+    // Block I/O per device: the device label is `major:minor` (no device names here, which cAdvisor looks up).
+    for d in &s.blkio {
+        let (major, minor) = (d.major.to_string(), d.minor.to_string());
+        let device = format!("{major}:{minor}");
+        let dev_labels: Vec<&str> = labels.iter().copied().chain([device.as_str()]).collect();
+        for (name, val) in [
+            ("container_fs_reads_bytes_total", d.read_bytes),
+            ("container_fs_reads_total", d.reads),
+            ("container_fs_writes_bytes_total", d.write_bytes),
+            ("container_fs_writes_total", d.writes),
+        ] {
+            out.push(metric(name, Counter, at, &dev_labels, val));
+        }
+        for (op, val) in [("Read", d.read_bytes), ("Write", d.write_bytes)] {
+            let labels: Vec<&str> = dev_labels
+                .iter()
+                .copied()
+                .chain([major.as_str(), minor.as_str(), op])
+                .collect();
+            out.push(metric(
+                "container_blkio_device_usage_total",
+                Counter,
+                at,
+                &labels,
+                val,
+            ));
+        }
+    }
     out
+}
+
+/// The CPU period the kernel applies when none is set (µs).
+const DEFAULT_CPU_PERIOD_US: u64 = 100_000;
+/// The CPU shares the kernel applies when none are set.
+const DEFAULT_CPU_SHARES: u64 = 1024;
+
+/// A container's configured resources and start time, labelled `[id, name]`. Period and shares left unset are the
+/// kernel's defaults (what cAdvisor reads from the cgroup); an unset swap limit is 0, cAdvisor's "no limit".
+fn spec_metrics(
+    config: &ContainerConfig,
+    started_at: i64,
+    at: i64,
+    labels: &[&str],
+) -> Vec<Metric> {
+    let res = config
+        .linux
+        .as_ref()
+        .and_then(|l| l.resources.clone())
+        .unwrap_or_default();
+    let or = |v: i64, default: u64| if v > 0 { v as u64 } else { default };
+    [
+        (
+            "container_spec_cpu_period",
+            or(res.cpu_period, DEFAULT_CPU_PERIOD_US),
+        ),
+        (
+            "container_spec_cpu_shares",
+            or(res.cpu_shares, DEFAULT_CPU_SHARES),
+        ),
+        (
+            "container_spec_memory_swap_limit_bytes",
+            or(res.memory_swap_limit_in_bytes, 0),
+        ),
+        (
+            "container_start_time_seconds",
+            started_at.max(0) as u64 / NS_PER_S,
+        ),
+    ]
+    .into_iter()
+    .map(|(n, val)| metric(n, MetricType::Gauge, at, labels, val))
+    .collect()
 }
 
 /// Network metrics of one interface, labelled `[id, name, interface]`.
@@ -982,6 +1169,11 @@ Inter-|   Receive                                                |  Transmit
             .collect();
         let stats = Stats {
             swap_usage_bytes: Some(1),
+            blkio: vec![berth_runtime::cgroups::BlkioDevice {
+                major: 8,
+                minor: 0,
+                ..Default::default()
+            }],
             ..Default::default()
         };
         let u = berth_snapshotter::Usage::default();
@@ -989,7 +1181,13 @@ Inter-|   Receive                                                |  Transmit
         let all = cgroup_metrics(&stats, 0, &["id", "name"])
             .into_iter()
             .chain(network_metrics(&NetDev::default(), 0, &["id", "name"]))
-            .chain(fs_metrics(u, fs.as_ref(), 0, &["id", "name"], "/"));
+            .chain(fs_metrics(u, fs.as_ref(), 0, &["id", "name"], "/"))
+            .chain(spec_metrics(
+                &ContainerConfig::default(),
+                0,
+                0,
+                &["id", "name"],
+            ));
         let mut seen = std::collections::HashSet::new();
         for m in all {
             assert_eq!(
@@ -1008,6 +1206,151 @@ Inter-|   Receive                                                |  Transmit
                 d.name
             );
         }
+    }
+
+    /// critest's `expectedMetricDescriptorNames`, less its `unimplementedMetricDescriptors`.
+    const CRITEST_EXPECTED: &[&str] = &[
+        "container_blkio_device_usage_total",
+        "container_cpu_cfs_periods_total",
+        "container_cpu_cfs_throttled_periods_total",
+        "container_cpu_cfs_throttled_seconds_total",
+        "container_cpu_system_seconds_total",
+        "container_cpu_usage_seconds_total",
+        "container_cpu_user_seconds_total",
+        "container_file_descriptors",
+        "container_fs_inodes_free",
+        "container_fs_inodes_total",
+        "container_fs_limit_bytes",
+        "container_fs_reads_bytes_total",
+        "container_fs_reads_total",
+        "container_fs_usage_bytes",
+        "container_fs_writes_bytes_total",
+        "container_fs_writes_total",
+        "container_last_seen",
+        "container_memory_cache",
+        "container_memory_failcnt",
+        "container_memory_failures_total",
+        "container_memory_kernel_usage",
+        "container_memory_mapped_file",
+        "container_memory_max_usage_bytes",
+        "container_memory_rss",
+        "container_memory_swap",
+        "container_memory_usage_bytes",
+        "container_memory_working_set_bytes",
+        "container_network_receive_bytes_total",
+        "container_network_receive_errors_total",
+        "container_network_receive_packets_dropped_total",
+        "container_network_receive_packets_total",
+        "container_network_transmit_bytes_total",
+        "container_network_transmit_errors_total",
+        "container_network_transmit_packets_dropped_total",
+        "container_network_transmit_packets_total",
+        "container_oom_events_total",
+        "container_processes",
+        "container_sockets",
+        "container_spec_cpu_period",
+        "container_spec_cpu_shares",
+        "container_spec_memory_limit_bytes",
+        "container_spec_memory_swap_limit_bytes",
+        "container_start_time_seconds",
+        "container_threads",
+        "container_threads_max",
+    ];
+
+    #[test]
+    fn critest_expected_metrics_are_described() {
+        for name in CRITEST_EXPECTED {
+            let d = DESCRIPTORS
+                .iter()
+                .find(|d| d.name == *name)
+                .unwrap_or_else(|| panic!("{name} is not described"));
+            assert!(!d.help.is_empty());
+        }
+    }
+
+    fn value(ms: &[Metric], name: &str) -> (Vec<String>, u64) {
+        let m = ms
+            .iter()
+            .find(|m| m.name == name)
+            .unwrap_or_else(|| panic!("{name} missing"));
+        (
+            m.label_values.clone(),
+            m.value.as_ref().map_or(0, |v| v.value),
+        )
+    }
+
+    #[test]
+    fn spec_metrics_follow_the_configured_resources() {
+        let at = 5_000_000_000;
+        let ms = spec_metrics(&ContainerConfig::default(), 3_000_000_000, at, &["i", "n"]);
+        assert_eq!(value(&ms, "container_spec_cpu_period").1, 100_000);
+        assert_eq!(value(&ms, "container_spec_cpu_shares").1, 1024);
+        assert_eq!(value(&ms, "container_spec_memory_swap_limit_bytes").1, 0);
+        assert_eq!(value(&ms, "container_start_time_seconds").1, 3);
+        let config = ContainerConfig {
+            linux: Some(LinuxContainerConfig {
+                resources: Some(LinuxContainerResources {
+                    cpu_period: 50_000,
+                    cpu_shares: 512,
+                    memory_swap_limit_in_bytes: 64 << 20,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let ms = spec_metrics(&config, 0, at, &["i", "n"]);
+        assert_eq!(value(&ms, "container_spec_cpu_period").1, 50_000);
+        assert_eq!(value(&ms, "container_spec_cpu_shares").1, 512);
+        assert_eq!(
+            value(&ms, "container_spec_memory_swap_limit_bytes"),
+            (vec!["i".to_string(), "n".to_string()], 64 << 20)
+        );
+    }
+
+    #[test]
+    fn cgroup_metrics_carry_blkio_threads_and_fds() {
+        let s = Stats {
+            blkio: vec![berth_runtime::cgroups::BlkioDevice {
+                major: 8,
+                minor: 16,
+                read_bytes: 4096,
+                write_bytes: 8192,
+                reads: 1,
+                writes: 2,
+            }],
+            memory_kernel_bytes: 77,
+            threads: 3,
+            file_descriptors: 9,
+            sockets: 2,
+            ..Default::default()
+        };
+        let ms = cgroup_metrics(&s, 7_500_000_000, &["i", "n"]);
+        let labels = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            value(&ms, "container_fs_reads_bytes_total"),
+            (labels(&["i", "n", "8:16"]), 4096)
+        );
+        assert_eq!(value(&ms, "container_fs_reads_total").1, 1);
+        assert_eq!(value(&ms, "container_fs_writes_bytes_total").1, 8192);
+        assert_eq!(value(&ms, "container_fs_writes_total").1, 2);
+        let blkio: Vec<_> = ms
+            .iter()
+            .filter(|m| m.name == "container_blkio_device_usage_total")
+            .map(|m| (m.label_values.clone(), m.value.as_ref().unwrap().value))
+            .collect();
+        assert_eq!(
+            blkio,
+            vec![
+                (labels(&["i", "n", "8:16", "8", "16", "Read"]), 4096),
+                (labels(&["i", "n", "8:16", "8", "16", "Write"]), 8192),
+            ]
+        );
+        assert_eq!(value(&ms, "container_memory_kernel_usage").1, 77);
+        assert_eq!(value(&ms, "container_threads").1, 3);
+        assert_eq!(value(&ms, "container_file_descriptors").1, 9);
+        assert_eq!(value(&ms, "container_sockets").1, 2);
+        assert_eq!(value(&ms, "container_last_seen").1, 7);
     }
 
     #[test]

@@ -442,6 +442,143 @@ pub struct Stats {
     pub cpu_psi: Option<Psi>,
     pub memory_psi: Option<Psi>,
     pub io_psi: Option<Psi>,
+    /// Block I/O per device of the cgroup and everything below it (v1 blkio throttle counters, v2 `io.stat`).
+    pub blkio: Vec<BlkioDevice>,
+    /// Kernel memory (v1 `memory.kmem.usage_in_bytes`, v2 `memory.stat` `kernel`).
+    pub memory_kernel_bytes: u64,
+    /// Tasks (threads) in the cgroup and below: `pids.current`, else counted.
+    pub threads: u64,
+    /// Open file descriptors of the cgroup's processes, and how many of them are sockets.
+    pub file_descriptors: u64,
+    pub sockets: u64,
+}
+
+/// One block device's I/O counters: bytes and operations, read and written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BlkioDevice {
+    pub major: u64,
+    pub minor: u64,
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+    pub reads: u64,
+    pub writes: u64,
+}
+
+fn device_entry(devs: &mut Vec<BlkioDevice>, dev: &str) -> Option<usize> {
+    let (major, minor) = dev.split_once(':')?;
+    let (major, minor) = (major.parse().ok()?, minor.parse().ok()?);
+    if let Some(i) = devs
+        .iter()
+        .position(|d| d.major == major && d.minor == minor)
+    {
+        return Some(i);
+    }
+    devs.push(BlkioDevice {
+        major,
+        minor,
+        ..Default::default()
+    });
+    Some(devs.len() - 1)
+}
+
+/// Parses v1 `blkio.throttle.io_service_bytes` and `blkio.throttle.io_serviced` (`MAJ:MIN Op value` lines).
+pub(crate) fn parse_blkio_v1(service_bytes: &str, serviced: &str) -> Vec<BlkioDevice> {
+    let mut devs = Vec::new();
+    for (text, bytes) in [(service_bytes, true), (serviced, false)] {
+        for line in text.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let [dev, op, value] = f[..] else { continue };
+            let Ok(value) = value.parse::<u64>() else {
+                continue;
+            };
+            let Some(i) = device_entry(&mut devs, dev) else {
+                continue;
+            };
+            let d = &mut devs[i];
+            match (op, bytes) {
+                ("Read", true) => d.read_bytes = value,
+                ("Write", true) => d.write_bytes = value,
+                ("Read", false) => d.reads = value,
+                ("Write", false) => d.writes = value,
+                _ => {}
+            }
+        }
+    }
+    devs
+}
+
+/// Parses v2 `io.stat` (`MAJ:MIN rbytes=.. wbytes=.. rios=.. wios=.. ...` lines).
+pub(crate) fn parse_io_stat(text: &str) -> Vec<BlkioDevice> {
+    let mut devs = Vec::new();
+    for line in text.lines() {
+        let mut f = line.split_whitespace();
+        let Some(i) = f.next().and_then(|dev| device_entry(&mut devs, dev)) else {
+            continue;
+        };
+        let d = &mut devs[i];
+        for kv in f {
+            let Some((k, v)) = kv.split_once('=') else {
+                continue;
+            };
+            let v = v.parse().unwrap_or(0);
+            match k {
+                "rbytes" => d.read_bytes = v,
+                "wbytes" => d.write_bytes = v,
+                "rios" => d.reads = v,
+                "wios" => d.writes = v,
+                _ => {}
+            }
+        }
+    }
+    devs
+}
+
+/// Processes listed in `cgroup.procs` of `dir` and of every cgroup below it.
+pub(crate) fn all_procs(dir: &Path) -> Vec<i32> {
+    let mut out: Vec<i32> = fs::read_to_string(dir.join("cgroup.procs"))
+        .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default();
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            out.extend(all_procs(&e.path()));
+        }
+    }
+    out
+}
+
+/// Lines of `file` (`tasks`, `cgroup.threads`) in `dir` and every cgroup below it.
+pub(crate) fn count_lines_recursive(dir: &Path, file: &str) -> u64 {
+    let own = fs::read_to_string(dir.join(file))
+        .map(|s| s.lines().filter(|l| !l.trim().is_empty()).count() as u64)
+        .unwrap_or(0);
+    let children: u64 = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| count_lines_recursive(&e.path(), file))
+        .sum();
+    own + children
+}
+
+/// Open file descriptors of `pids` (entries of `/proc/PID/fd`) and how many are sockets (links to `socket:[..]`).
+/// Processes that exit meanwhile, or whose table cannot be read, count nothing.
+pub fn fd_counts(pids: &[i32]) -> (u64, u64) {
+    let (mut fds, mut sockets) = (0, 0);
+    for pid in pids {
+        let Ok(rd) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            fds += 1;
+            if fs::read_link(e.path())
+                .is_ok_and(|t| t.as_os_str().as_encoded_bytes().starts_with(b"socket:"))
+            {
+                sockets += 1;
+            }
+        }
+    }
+    (fds, sockets)
 }
 
 /// One `*.pressure` file: the `some` and `full` lines.
@@ -558,6 +695,54 @@ mod tests {
         assert_eq!(p.some.total_us, 12345);
         assert_eq!(p.full.total_us, 7);
         assert!(parse_psi("").is_none());
+    }
+
+    #[test]
+    fn blkio_v1_and_io_stat_parse_per_device() {
+        let v1 = parse_blkio_v1(
+            "8:0 Read 4096\n8:0 Write 8192\n8:0 Sync 1\n8:0 Total 12288\n253:1 Write 512\nTotal 12800\n",
+            "8:0 Read 2\n8:0 Write 3\n253:1 Write 1\nTotal 6\n",
+        );
+        assert_eq!(
+            v1,
+            vec![
+                BlkioDevice {
+                    major: 8,
+                    minor: 0,
+                    read_bytes: 4096,
+                    write_bytes: 8192,
+                    reads: 2,
+                    writes: 3,
+                },
+                BlkioDevice {
+                    major: 253,
+                    minor: 1,
+                    write_bytes: 512,
+                    writes: 1,
+                    ..Default::default()
+                },
+            ]
+        );
+        let v2 = parse_io_stat("8:16 rbytes=10 wbytes=20 rios=1 wios=2 dbytes=0 dios=0\n");
+        assert_eq!(
+            v2,
+            vec![BlkioDevice {
+                major: 8,
+                minor: 16,
+                read_bytes: 10,
+                write_bytes: 20,
+                reads: 1,
+                writes: 2,
+            }]
+        );
+    }
+
+    #[test]
+    fn fd_counts_see_own_sockets() {
+        let _sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let (fds, sockets) = fd_counts(&[std::process::id() as i32]);
+        assert!(sockets >= 1, "{sockets} sockets");
+        assert!(fds >= sockets + 3, "{fds} fds");
     }
 
     #[test]

@@ -241,6 +241,19 @@ pub(super) fn stats(cg: &Cgroup) -> Stats {
                 .map(|l| l.saturating_sub(limit.unwrap_or(0)));
         }
         s.oom_kills = super::oom_kill_count(Some(&d.join("memory.oom_control")));
+        s.memory_kernel_bytes = read_u64(&d.join("memory.kmem.usage_in_bytes")).unwrap_or(0);
+    }
+    if let Some(d) = cg.dir_of("blkio") {
+        // The recursive files (kernels since 4.x) include the cgroups below; the plain ones are the fallback.
+        let read = |f: &str| {
+            fs::read_to_string(d.join(format!("{f}_recursive")))
+                .or_else(|_| fs::read_to_string(d.join(f)))
+                .unwrap_or_default()
+        };
+        s.blkio = super::parse_blkio_v1(
+            &read("blkio.throttle.io_service_bytes"),
+            &read("blkio.throttle.io_serviced"),
+        );
     }
     if let Some(d) = cg.dir_of("pids") {
         s.pids_limit = read_u64(&d.join("pids.max"));
@@ -251,6 +264,9 @@ pub(super) fn stats(cg: &Cgroup) -> Stats {
         .or_else(|| cg.dirs.first().map(|(_, d)| d.as_path()))
     {
         s.processes = super::count_procs(d);
+        s.threads = read_u64(&d.join("pids.current"))
+            .unwrap_or_else(|| super::count_lines_recursive(d, "tasks"));
+        (s.file_descriptors, s.sockets) = super::fd_counts(&super::all_procs(d));
     }
     s
 }

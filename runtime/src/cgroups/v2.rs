@@ -150,6 +150,17 @@ pub(super) fn stats(cg: &Cgroup) -> Stats {
     s.oom_kills = super::oom_kill_count(Some(&d.join("memory.events")));
     s.pids_limit = read_u64(&d.join("pids.max"));
     s.processes = super::count_procs(d);
+    s.threads = read_u64(&d.join("pids.current"))
+        .unwrap_or_else(|| super::count_lines_recursive(d, "cgroup.threads"));
+    (s.file_descriptors, s.sockets) = super::fd_counts(&super::all_procs(d));
+    s.blkio = super::parse_io_stat(&fs::read_to_string(d.join("io.stat")).unwrap_or_default());
+    // `kernel` since Linux 5.18; before it, the kernel-side entries it sums.
+    s.memory_kernel_bytes = key_value(&stat, "kernel").unwrap_or_else(|| {
+        ["kernel_stack", "pagetables", "percpu", "sock", "slab"]
+            .iter()
+            .map(|k| stat_of(k))
+            .sum()
+    });
     s.cpu_psi = super::read_psi(&d.join("cpu.pressure"));
     s.memory_psi = super::read_psi(&d.join("memory.pressure"));
     s.io_psi = super::read_psi(&d.join("io.pressure"));
