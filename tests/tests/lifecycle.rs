@@ -654,3 +654,269 @@ async fn exec_sync_timeout_leaves_no_zombie_in_a_shared_pid_namespace() {
         "the timed-out sleep is still there:\n{ps}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_filters_by_id_prefix_state_and_labels() {
+    let mut env = env().await;
+    let a = run_pod(&mut env, "fa").await;
+    let b = run_pod(&mut env, "fb").await;
+    env.c
+        .runtime
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: b.0.clone(),
+        })
+        .await
+        .unwrap();
+    let pods = |filter: PodSandboxFilter| {
+        let mut c = env.c.clone();
+        async move {
+            let mut ids: Vec<String> = c
+                .runtime
+                .list_pod_sandbox(ListPodSandboxRequest {
+                    filter: Some(filter),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .items
+                .into_iter()
+                .map(|p| p.id)
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    let ready = PodSandboxStateValue {
+        state: PodSandboxState::SandboxReady as i32,
+    };
+    assert_eq!(
+        pods(PodSandboxFilter {
+            state: Some(ready),
+            ..Default::default()
+        })
+        .await,
+        vec![a.0.clone()]
+    );
+    let by_label = PodSandboxFilter {
+        label_selector: [("app".to_string(), "fb".to_string())].into(),
+        ..Default::default()
+    };
+    assert_eq!(pods(by_label).await, vec![b.0.clone()]);
+    assert_eq!(
+        pods(PodSandboxFilter {
+            id: a.0[..12].to_string(),
+            ..Default::default()
+        })
+        .await,
+        vec![a.0.clone()]
+    );
+
+    let running = create_new(&mut env, &a, ("running", &["sleep", "3600"]))
+        .await
+        .unwrap();
+    let created = create_new(&mut env, &a, ("created", &["true"]))
+        .await
+        .unwrap();
+    start(&mut env, &running).await;
+    let containers = |filter: ContainerFilter| {
+        let mut c = env.c.clone();
+        async move {
+            c.runtime
+                .list_containers(ListContainersRequest {
+                    filter: Some(filter),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .containers
+                .into_iter()
+                .map(|c| c.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    let state = |s: ContainerState| Some(ContainerStateValue { state: s as i32 });
+    assert_eq!(
+        containers(ContainerFilter {
+            state: state(ContainerState::ContainerRunning),
+            ..Default::default()
+        })
+        .await,
+        vec![running.clone()]
+    );
+    assert_eq!(
+        containers(ContainerFilter {
+            state: state(ContainerState::ContainerCreated),
+            ..Default::default()
+        })
+        .await,
+        vec![created.clone()]
+    );
+    let by_label = ContainerFilter {
+        label_selector: [("container".to_string(), "created".to_string())].into(),
+        ..Default::default()
+    };
+    assert_eq!(containers(by_label).await, vec![created]);
+    assert!(
+        containers(ContainerFilter {
+            pod_sandbox_id: b.0.clone(),
+            ..Default::default()
+        })
+        .await
+        .is_empty()
+    );
+}
+
+/// A RuntimeClass handler other than the built-in runtime: the same bundle, run by runc under the same monitor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_can_ask_for_the_runc_handler() {
+    let mut env = env().await;
+    let config = pod_config(&env, "viarunc");
+    let id = env
+        .c
+        .runtime
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: "runc".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
+    let pod = (id.clone(), config);
+    let ctr = create_new(
+        &mut env,
+        &pod,
+        ("app", &["sh", "-c", "echo via-runc; sleep 3600"]),
+    )
+    .await
+    .unwrap();
+    start(&mut env, &ctr).await;
+    let out = exec(&mut env, &ctr, &["hostname"], 10).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "viarunc");
+    let status = env
+        .c
+        .runtime
+        .pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: id,
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.status.unwrap().runtime_handler, "runc");
+    let info = env
+        .c
+        .runtime
+        .container_status(ContainerStatusRequest {
+            container_id: ctr.clone(),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .info["info"]
+        .clone();
+    assert!(info.contains("\"runtimeHandler\":\"runc\""), "{info}");
+    env.c
+        .runtime
+        .stop_container(StopContainerRequest {
+            container_id: ctr.clone(),
+            timeout: 1,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        wait_exited(&mut env, &ctr).await.state,
+        ContainerState::ContainerExited as i32
+    );
+
+    let e = env
+        .c
+        .runtime
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(pod_config(&env, "nohandler")),
+            runtime_handler: "kata".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+}
+
+/// Log rotation as the kubelet does it: rename the file, ask for a reopen, and new lines go to a fresh file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reopen_container_log_follows_a_rotation() {
+    let mut env = env().await;
+    let pod = run_pod(&mut env, "rotate").await;
+    let script = "i=0; while :; do echo line$i; i=$((i+1)); sleep 0.05; done";
+    let ctr = create_new(&mut env, &pod, ("talker", &["sh", "-c", script]))
+        .await
+        .unwrap();
+    start(&mut env, &ctr).await;
+    let log = std::path::PathBuf::from(status(&mut env, &ctr).await.log_path);
+    for _ in 0..100 {
+        if std::fs::read_to_string(&log).is_ok_and(|t| t.contains("line3")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rotated = log.with_extension("log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    env.c
+        .runtime
+        .reopen_container_log(ReopenContainerLogRequest {
+            container_id: ctr.clone(),
+        })
+        .await
+        .unwrap();
+    let mut fresh = String::new();
+    for _ in 0..100 {
+        fresh = std::fs::read_to_string(&log).unwrap_or_default();
+        if fresh.lines().count() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        fresh.lines().count() >= 2,
+        "no new lines after the reopen: {fresh:?}"
+    );
+    assert!(
+        fresh.lines().all(|l| l.contains(" stdout F line")),
+        "{fresh}"
+    );
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    let last_old: u32 = old
+        .lines()
+        .last()
+        .and_then(|l| l.rsplit("line").next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let first_new: u32 = fresh
+        .lines()
+        .next()
+        .and_then(|l| l.rsplit("line").next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        first_new > last_old,
+        "lines continue in order across files: {last_old} then {first_new}"
+    );
+
+    env.c
+        .runtime
+        .stop_container(StopContainerRequest {
+            container_id: ctr.clone(),
+            timeout: 0,
+        })
+        .await
+        .unwrap();
+    let e = env
+        .c
+        .runtime
+        .reopen_container_log(ReopenContainerLogRequest { container_id: ctr })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+}
