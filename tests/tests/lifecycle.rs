@@ -920,3 +920,54 @@ async fn reopen_container_log_follows_a_rotation() {
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_pod_sandbox_resources_limits_the_pod_cgroup() {
+    let mut env = env().await;
+    let pod = run_pod(&mut env, "podres").await;
+    let ctr = create_new(&mut env, &pod, ("app", &["sleep", "3600"]))
+        .await
+        .unwrap();
+    start(&mut env, &ctr).await;
+    env.c
+        .runtime
+        .update_pod_sandbox_resources(UpdatePodSandboxResourcesRequest {
+            pod_sandbox_id: pod.0.clone(),
+            overhead: Some(LinuxContainerResources {
+                memory_limit_in_bytes: 8 << 20,
+                ..Default::default()
+            }),
+            resources: Some(LinuxContainerResources {
+                memory_limit_in_bytes: 120 << 20,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    // The pod cgroup is Berth's own here (no cgroup_parent given): /berth/pod-<id>.
+    let dir = format!("pod-{}", pod.0);
+    let v1 = std::path::Path::new("/sys/fs/cgroup/memory/berth")
+        .join(&dir)
+        .join("memory.limit_in_bytes");
+    let v2 = std::path::Path::new("/sys/fs/cgroup/berth")
+        .join(&dir)
+        .join("memory.max");
+    let limit = std::fs::read_to_string(&v1)
+        .or_else(|_| std::fs::read_to_string(&v2))
+        .unwrap();
+    assert_eq!(
+        limit.trim(),
+        (128u64 << 20).to_string(),
+        "resources plus overhead"
+    );
+    let e = env
+        .c
+        .runtime
+        .update_pod_sandbox_resources(UpdatePodSandboxResourcesRequest {
+            pod_sandbox_id: "nosuch".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+}
