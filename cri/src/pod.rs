@@ -314,6 +314,9 @@ fn setup(env: &PodEnv, record: &PodRecord, config: &PodSandboxConfig) -> Result<
             )));
         }
     }
+    if pid {
+        adopt_pod_init(&paths, &record.cgroup_parent)?;
+    }
 
     std::fs::write(paths.hostname(), format!("{}\n", record.hostname))
         .map_err(|e| failed("writing hostname", e))?;
@@ -338,6 +341,23 @@ fn setup(env: &PodEnv, record: &PodRecord, config: &PodSandboxConfig) -> Result<
         .map_err(|e| failed("mounting the pod's /dev/shm", e.into()))?;
     }
     Ok(())
+}
+
+/// Moves a shared PID namespace's init into the pod cgroup, so the pod's figures and limits include it.
+fn adopt_pod_init(paths: &PodPaths, cgroup_parent: &str) -> Result<(), PodError> {
+    let failed = |e: &dyn std::fmt::Display| {
+        PodError::Failed(format!("moving the pod init into {cgroup_parent}: {e}"))
+    };
+    let text = std::fs::read_to_string(paths.ns_dir().join("pid-init")).map_err(|e| failed(&e))?;
+    let pid: i32 = text
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| failed(&"malformed pid-init file"))?;
+    let layout = berth_runtime::cgroups::Layout::detect().map_err(|e| failed(&e))?;
+    let cgroup = berth_runtime::cgroups::Cgroup::create(&layout, Path::new(cgroup_parent))
+        .map_err(|e| failed(&e))?;
+    cgroup.add_pid(pid).map_err(|e| failed(&e))
 }
 
 /// Releases everything a pod holds on the host: pinned namespaces, shm mount, state dir. Idempotent.

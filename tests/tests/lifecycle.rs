@@ -401,6 +401,11 @@ async fn a_pod_shared_pid_namespace_has_the_pods_init_as_pid_1() {
     )
     .unwrap();
     let init_pid = init.split_whitespace().next().unwrap().to_string();
+    let cgroups = std::fs::read_to_string(format!("/proc/{init_pid}/cgroup")).unwrap();
+    assert!(
+        cgroups.contains(&format!("/berth/pod-{id}")),
+        "the pod init belongs in the pod cgroup:\n{cgroups}"
+    );
     env.c
         .runtime
         .stop_pod_sandbox(StopPodSandboxRequest {
