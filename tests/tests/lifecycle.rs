@@ -347,27 +347,8 @@ async fn a_killed_daemon_finds_its_pods_and_containers_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pod_shared_pid_namespace_has_the_pods_init_as_pid_1() {
     let mut env = env().await;
-    let mut config = pod_config(&env, "sharedpid");
-    if let Some(ns) = config
-        .linux
-        .as_mut()
-        .and_then(|l| l.security_context.as_mut())
-        .and_then(|s| s.namespace_options.as_mut())
-    {
-        ns.pid = NamespaceMode::Pod as i32;
-    }
-    let id = env
-        .c
-        .runtime
-        .run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(config.clone()),
-            runtime_handler: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .pod_sandbox_id;
-    let pod = (id.clone(), config);
+    let pod = run_shared_pid_pod(&mut env, "sharedpid").await;
+    let id = pod.0.clone();
     let a = create_new(&mut env, &pod, ("a", &["sleep", "3601"]))
         .await
         .unwrap();
@@ -621,27 +602,7 @@ async fn container_events_arrive_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_sync_timeout_leaves_no_zombie_in_a_shared_pid_namespace() {
     let mut env = env().await;
-    let mut config = pod_config(&env, "sharedexec");
-    if let Some(ns) = config
-        .linux
-        .as_mut()
-        .and_then(|l| l.security_context.as_mut())
-        .and_then(|s| s.namespace_options.as_mut())
-    {
-        ns.pid = NamespaceMode::Pod as i32;
-    }
-    let id = env
-        .c
-        .runtime
-        .run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(config.clone()),
-            runtime_handler: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .pod_sandbox_id;
-    let pod = (id, config);
+    let pod = run_shared_pid_pod(&mut env, "sharedexec").await;
     let ctr = create_new(&mut env, &pod, ("app", &["tail", "-f", "/dev/null"]))
         .await
         .unwrap();
@@ -975,4 +936,29 @@ async fn update_pod_sandbox_resources_limits_the_pod_cgroup() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound);
+}
+
+/// A pod whose containers share one PID namespace (`namespace_options.pid = POD`).
+async fn run_shared_pid_pod(env: &mut Env, name: &str) -> (String, PodSandboxConfig) {
+    let mut config = pod_config(env, name);
+    if let Some(ns) = config
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+        .and_then(|s| s.namespace_options.as_mut())
+    {
+        ns.pid = NamespaceMode::Pod as i32;
+    }
+    let id = env
+        .c
+        .runtime
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
+    (id, config)
 }
