@@ -6,7 +6,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use berth_cri::api::{ListPodSandboxRequest, RemovePodSandboxRequest, StopPodSandboxRequest};
 use berth_cri::client::Client;
 
 /// One daemon on a private directory; on drop its pods are removed, the daemon stopped, leftover mounts under its
@@ -168,46 +167,6 @@ state = "{d}/state"
         std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
     }
 
-    /// Stops and removes every pod (and so every container) through the CRI. Runs on a thread of its own: Drop
-    /// may run inside a tokio runtime.
-    fn remove_all_pods(&self) {
-        let socket = self.socket.clone();
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                let Ok(mut c) = Client::connect(&socket).await else {
-                    return;
-                };
-                let Ok(pods) = c
-                    .runtime
-                    .list_pod_sandbox(ListPodSandboxRequest::default())
-                    .await
-                else {
-                    return;
-                };
-                for p in pods.into_inner().items {
-                    let id = p.id;
-                    let _ = c
-                        .runtime
-                        .stop_pod_sandbox(StopPodSandboxRequest {
-                            pod_sandbox_id: id.clone(),
-                        })
-                        .await;
-                    let _ = c
-                        .runtime
-                        .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: id })
-                        .await;
-                }
-            })
-        })
-        .join();
-    }
-
     fn stop_daemon(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
@@ -224,30 +183,15 @@ state = "{d}/state"
         let _ = child.kill();
         let _ = child.wait();
     }
-
-    /// Detaches whatever is still mounted under the private directory (a last resort after a failure).
-    fn sweep_mounts(&self) {
-        let root = self.dir.path().to_string_lossy().into_owned();
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut targets: Vec<&str> = mountinfo
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(4))
-            .filter(|m| m.starts_with(&root))
-            .collect();
-        targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
-        for t in targets {
-            let _ = nix::mount::umount2(t, nix::mount::MntFlags::MNT_DETACH);
-        }
-    }
 }
 
 impl Drop for Target {
     fn drop(&mut self) {
         if self.child.is_some() {
-            self.remove_all_pods();
+            berth_cri::client::remove_all_pods_blocking(&self.socket);
         }
         self.stop_daemon();
-        self.sweep_mounts();
+        berth_testkit::cleanup::detach_mounts_under(self.dir.path());
         // Links outlive the daemon that made them.
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])

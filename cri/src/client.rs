@@ -43,3 +43,50 @@ pub async fn channel(socket: &Path) -> Result<Channel, tonic::transport::Error> 
         }))
         .await
 }
+
+impl Client {
+    /// Stops and removes every pod, and with them every container: how a test or benchmark leaves nothing behind.
+    /// Keeps going past failures; the first one is returned.
+    pub async fn remove_all_pods(&mut self) -> Result<(), tonic::Status> {
+        use crate::api::{ListPodSandboxRequest, RemovePodSandboxRequest, StopPodSandboxRequest};
+        let pods = self
+            .runtime
+            .list_pod_sandbox(ListPodSandboxRequest::default())
+            .await?;
+        let mut first = Ok(());
+        for p in pods.into_inner().items {
+            let stop = StopPodSandboxRequest {
+                pod_sandbox_id: p.id.clone(),
+            };
+            let stopped = self.runtime.stop_pod_sandbox(stop).await.map(|_| ());
+            let remove = RemovePodSandboxRequest {
+                pod_sandbox_id: p.id,
+            };
+            let removed = self.runtime.remove_pod_sandbox(remove).await.map(|_| ());
+            if first.is_ok() {
+                first = stopped.and(removed);
+            }
+        }
+        first
+    }
+}
+
+/// [`Client::remove_all_pods`] from synchronous code such as `Drop`, on a thread and runtime of its own (a Drop may
+/// run inside another tokio runtime, which must not be blocked on). Best effort: a daemon that is gone is fine.
+pub fn remove_all_pods_blocking(socket: &Path) {
+    let socket = socket.to_path_buf();
+    let _ = std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async {
+            if let Ok(mut c) = Client::connect(&socket).await {
+                let _ = c.remove_all_pods().await;
+            }
+        })
+    })
+    .join();
+}

@@ -19,6 +19,7 @@
 //! ```
 
 pub mod archive;
+pub mod cleanup;
 mod fake;
 mod image;
 mod push;

@@ -193,41 +193,6 @@ impl Daemon {
 }
 
 impl Daemon {
-    /// Removes every pod (and so every container) through the CRI, so a test leaves no process, mount or cgroup
-    /// behind whether it passed or not. Runs on a thread of its own: Drop may run inside a tokio runtime.
-    fn remove_all_pods(&self) {
-        let socket = self.socket.clone();
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                let Ok(mut c) = Client::connect(&socket).await else {
-                    return;
-                };
-                let Ok(pods) = c
-                    .runtime
-                    .list_pod_sandbox(berth_cri::api::ListPodSandboxRequest::default())
-                    .await
-                else {
-                    return;
-                };
-                for p in pods.into_inner().items {
-                    let _ = c
-                        .runtime
-                        .remove_pod_sandbox(berth_cri::api::RemovePodSandboxRequest {
-                            pod_sandbox_id: p.id,
-                        })
-                        .await;
-                }
-            })
-        })
-        .join();
-    }
-
     /// Deletes this daemon's default-network bridge: links outlive the daemon that made them.
     fn remove_bridge(&self) {
         let config = std::fs::read_to_string(&self.config_path).unwrap_or_default();
@@ -242,30 +207,15 @@ impl Daemon {
                 .status();
         }
     }
-
-    /// Lazily unmounts whatever is still mounted under the daemon's directory (a last resort after a failure).
-    fn sweep_mounts(&self) {
-        let root = self.dir.path().to_string_lossy().into_owned();
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut targets: Vec<&str> = mountinfo
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(4))
-            .filter(|m| m.starts_with(&root))
-            .collect();
-        targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
-        for t in targets {
-            let _ = nix::mount::umount2(t, nix::mount::MntFlags::MNT_DETACH);
-        }
-    }
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
         if self.child.is_some() {
-            self.remove_all_pods();
+            berth_cri::client::remove_all_pods_blocking(&self.socket);
             let _ = self.terminate();
         }
-        self.sweep_mounts();
+        berth_testkit::cleanup::detach_mounts_under(self.dir.path());
         self.remove_bridge();
         if std::thread::panicking() {
             eprintln!(

@@ -37,6 +37,14 @@ fn blocking_err(e: tokio::task::JoinError) -> Status {
 
 impl Berth {
     pub(crate) fn find_container(&self, id: &str) -> Result<Option<ContainerRecord>, Status> {
+        // The kubelet always sends full ids: one keyed read, not a scan of every container.
+        if let Some(c) = self
+            .store
+            .get::<ContainerRecord>(CONTAINERS, id)
+            .map_err(internal)?
+        {
+            return Ok(Some(c));
+        }
         let all = self
             .store
             .list::<ContainerRecord>(CONTAINERS)

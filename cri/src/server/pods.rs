@@ -21,6 +21,10 @@ pub(crate) fn pod_error(e: PodError) -> Status {
 impl Berth {
     /// The pod `id` names (exactly or by unique prefix).
     pub(crate) fn find_pod(&self, id: &str) -> Result<Option<PodRecord>, Status> {
+        // The kubelet always sends full ids: one keyed read, not a scan of every pod.
+        if let Some(pod) = self.store.get::<PodRecord>(PODS, id).map_err(internal)? {
+            return Ok(Some(pod));
+        }
         let pods = self.store.list::<PodRecord>(PODS).map_err(internal)?;
         match crate::ids::resolve(id, pods.iter().map(|(k, _)| k.as_str())) {
             Ok(found) => Ok(pods
